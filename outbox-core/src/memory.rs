@@ -1,0 +1,379 @@
+//! An in-memory store and a collecting publisher, for tests and examples.
+//!
+//! The store follows the same contract as the database stores (the conformance suite runs on
+//! it), so relay behaviour can be explored without a database. It keeps nothing across restarts.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::message::{Envelope, Message};
+use crate::publisher::{PublishError, Publisher};
+use crate::status::Status;
+use crate::store::{
+    Claim, Failure, Inspect, LeaseToken, OutboxStats, Store, StoredMessage,
+};
+
+#[derive(Debug)]
+struct Row {
+    message: Message,
+    created_at: SystemTime,
+    created: Instant,
+    available_at: Instant,
+    attempts: u32,
+    last_error: Option<String>,
+    lease: Option<(LeaseToken, Instant)>,
+    dead: bool,
+}
+
+impl Row {
+    fn status(&self, now: Instant) -> Status {
+        if self.dead {
+            Status::Dead
+        } else if self.lease.is_some_and(|(_, until)| until > now) {
+            Status::Claimed
+        } else if self.attempts > 0 {
+            Status::Failed
+        } else {
+            Status::Pending
+        }
+    }
+
+    fn envelope(&self, seq: i64) -> Envelope {
+        Envelope::from_message(seq, &self.message, self.created_at, self.attempts)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_seq: i64,
+    rows: BTreeMap<i64, Row>,
+}
+
+/// An outbox held in memory. Clones share the same outbox.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+impl MemoryStore {
+    /// An empty outbox.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts a transaction: messages enqueued on it appear only when it commits.
+    pub fn begin(&self) -> MemoryTransaction {
+        MemoryTransaction {
+            store: self.clone(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Enqueues messages in a transaction of their own.
+    pub fn enqueue_committed(&self, messages: impl IntoIterator<Item = Message>) {
+        let mut tx = self.begin();
+        tx.pending.extend(messages);
+        tx.commit();
+    }
+
+    /// Number of rows still in the outbox (any status).
+    pub fn len(&self) -> usize {
+        self.lock().rows.len()
+    }
+
+    /// Whether the outbox holds no rows at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A transaction on a [`MemoryStore`]; dropping it without [`commit`](Self::commit) rolls it
+/// back.
+#[derive(Debug)]
+pub struct MemoryTransaction {
+    store: MemoryStore,
+    pending: Vec<Message>,
+}
+
+impl MemoryTransaction {
+    /// Buffers a message until commit.
+    pub fn enqueue(&mut self, message: Message) {
+        self.pending.push(message);
+    }
+
+    /// Makes every buffered message visible to relays, in enqueue order.
+    pub fn commit(self) {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut state = self.store.lock();
+        for message in self.pending {
+            state.next_seq += 1;
+            let seq = state.next_seq;
+            let available_at = now + message.delay();
+            state.rows.insert(
+                seq,
+                Row {
+                    message,
+                    created_at: wall,
+                    created: now,
+                    available_at,
+                    attempts: 0,
+                    last_error: None,
+                    lease: None,
+                    dead: false,
+                },
+            );
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn claim(&self, limit: usize, lease: Duration) -> impl Future<Output = Result<Claim>> + Send {
+        let token = LeaseToken::random();
+        let now = Instant::now();
+        let mut state = self.lock();
+        let mut blocked: HashSet<String> = HashSet::new();
+        let mut messages = Vec::new();
+        for (&seq, row) in state.rows.iter_mut() {
+            if messages.len() >= limit {
+                break;
+            }
+            if row.dead {
+                continue;
+            }
+            let ready = row.available_at <= now && row.lease.is_none_or(|(_, until)| until <= now);
+            match row.message.partition_key() {
+                Some(key) if blocked.contains(key) => continue,
+                Some(key) if !ready => {
+                    blocked.insert(key.to_owned());
+                    continue;
+                }
+                None if !ready => continue,
+                _ => {}
+            }
+            row.lease = Some((token, now + lease));
+            messages.push(row.envelope(seq));
+        }
+        std::future::ready(Ok(Claim { token, messages }))
+    }
+
+    fn ack(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send {
+        let mut state = self.lock();
+        let mut changed = 0;
+        for seq in seqs {
+            if state
+                .rows
+                .get(seq)
+                .is_some_and(|row| row.lease.is_some_and(|(t, _)| t == token))
+            {
+                state.rows.remove(seq);
+                changed += 1;
+            }
+        }
+        std::future::ready(Ok(changed))
+    }
+
+    fn fail(
+        &self,
+        token: LeaseToken,
+        failures: &[Failure],
+    ) -> impl Future<Output = Result<u64>> + Send {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let mut changed = 0;
+        for failure in failures {
+            let Some(row) = state.rows.get_mut(&failure.seq) else {
+                continue;
+            };
+            if !row.lease.is_some_and(|(t, _)| t == token) {
+                continue;
+            }
+            row.lease = None;
+            row.attempts += 1;
+            row.last_error = Some(failure.error.clone());
+            match failure.retry_after {
+                Some(delay) => row.available_at = now + delay,
+                None => row.dead = true,
+            }
+            changed += 1;
+        }
+        std::future::ready(Ok(changed))
+    }
+
+    fn release(
+        &self,
+        token: LeaseToken,
+        seqs: &[i64],
+    ) -> impl Future<Output = Result<u64>> + Send {
+        let mut state = self.lock();
+        let mut changed = 0;
+        for seq in seqs {
+            if let Some(row) = state.rows.get_mut(seq) {
+                if row.lease.is_some_and(|(t, _)| t == token) {
+                    row.lease = None;
+                    changed += 1;
+                }
+            }
+        }
+        std::future::ready(Ok(changed))
+    }
+}
+
+impl Inspect for MemoryStore {
+    fn stats(&self) -> impl Future<Output = Result<OutboxStats>> + Send {
+        let now = Instant::now();
+        let state = self.lock();
+        let mut stats = OutboxStats::default();
+        let mut oldest: Option<Instant> = None;
+        for row in state.rows.values() {
+            let status = row.status(now);
+            match status {
+                Status::Dead => stats.dead += 1,
+                Status::Claimed => stats.claimed += 1,
+                Status::Failed => stats.failed += 1,
+                _ => stats.pending += 1,
+            }
+            if status != Status::Dead {
+                oldest = Some(oldest.map_or(row.created, |o| o.min(row.created)));
+            }
+        }
+        stats.oldest_unpublished_age = oldest.map(|o| now.saturating_duration_since(o));
+        std::future::ready(Ok(stats))
+    }
+
+    fn get(&self, id: Uuid) -> impl Future<Output = Result<Option<StoredMessage>>> + Send {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let state = self.lock();
+        let found = state
+            .rows
+            .iter()
+            .find(|(_, row)| row.message.id() == id)
+            .map(|(&seq, row)| StoredMessage {
+                envelope: row.envelope(seq),
+                status: row.status(now),
+                last_error: row.last_error.clone(),
+                available_at: if row.available_at > now {
+                    wall + (row.available_at - now)
+                } else {
+                    wall - (now - row.available_at)
+                },
+            });
+        std::future::ready(Ok(found))
+    }
+
+    fn retry_dead(&self, id: Option<Uuid>) -> impl Future<Output = Result<u64>> + Send {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let mut changed = 0;
+        for row in state.rows.values_mut() {
+            if row.dead && id.is_none_or(|id| row.message.id() == id) {
+                row.dead = false;
+                row.attempts = 0;
+                row.available_at = now;
+                changed += 1;
+            }
+        }
+        std::future::ready(Ok(changed))
+    }
+}
+
+type FailureRule = dyn Fn(&Envelope) -> Option<PublishError> + Send + Sync;
+
+/// A publisher that keeps every published message in memory, in publish order, and can be told
+/// to fail some of them.
+#[derive(Clone, Default)]
+pub struct CollectingPublisher {
+    published: Arc<Mutex<Vec<Envelope>>>,
+    attempts: Arc<Mutex<Vec<(Uuid, std::time::Instant)>>>,
+    rule: Option<Arc<FailureRule>>,
+}
+
+impl std::fmt::Debug for CollectingPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectingPublisher")
+            .field("published", &self.published().len())
+            .field("fails", &self.rule.is_some())
+            .finish()
+    }
+}
+
+impl CollectingPublisher {
+    /// A publisher that acknowledges everything.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A publisher that fails a message whenever `rule` returns an error for it.
+    pub fn failing_when(
+        rule: impl Fn(&Envelope) -> Option<PublishError> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            rule: Some(Arc::new(rule)),
+            ..Self::default()
+        }
+    }
+
+    /// Every message acknowledged so far, in publish order.
+    pub fn published(&self) -> Vec<Envelope> {
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every publish attempt (successful or not) with its time, in order.
+    pub fn attempts(&self) -> Vec<(Uuid, std::time::Instant)> {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Publisher for CollectingPublisher {
+    fn publish(
+        &self,
+        batch: &[Envelope],
+    ) -> impl Future<Output = Vec<Result<(), PublishError>>> + Send {
+        let now = std::time::Instant::now();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        for msg in batch {
+            attempts.push((msg.id, now));
+            match self.rule.as_ref().and_then(|rule| rule(msg)) {
+                Some(err) => outcomes.push(Err(err)),
+                None => {
+                    published.push(msg.clone());
+                    outcomes.push(Ok(()));
+                }
+            }
+        }
+        std::future::ready(outcomes)
+    }
+}
+
+/// A publisher that acknowledges everything at once and keeps nothing: the floor for relay
+/// benchmarks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NullPublisher;
+
+impl Publisher for NullPublisher {
+    fn publish(
+        &self,
+        batch: &[Envelope],
+    ) -> impl Future<Output = Vec<Result<(), PublishError>>> + Send {
+        std::future::ready(batch.iter().map(|_| Ok(())).collect())
+    }
+}

@@ -1,0 +1,194 @@
+//! One claim → publish → settle cycle.
+
+use std::collections::HashSet;
+use std::time::SystemTime;
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{Relay, rounds};
+use crate::error::Result;
+use crate::message::Envelope;
+use crate::publisher::{PublishError, Publisher};
+use crate::retry::RetryDecision;
+use crate::store::{Failure, Store};
+
+/// What one batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchReport {
+    /// Rows claimed.
+    pub claimed: u64,
+    /// Rows published and acknowledged.
+    pub published: u64,
+    /// Rows that failed and will be retried.
+    pub retried: u64,
+    /// Rows that failed for the last time and are now dead.
+    pub dead: u64,
+    /// Rows given back unpublished (behind a failure of their key, broker down, or shutdown).
+    pub released: u64,
+    /// Rows whose settlement was refused because the lease had passed to another relay.
+    pub fenced: u64,
+    /// The broker reported itself unavailable during this batch.
+    pub broker_unavailable: bool,
+}
+
+impl<S: Store, P: Publisher> Relay<S, P> {
+    /// Claims one batch, publishes it round by round, and settles every row.
+    ///
+    /// # Errors
+    ///
+    /// A store error while claiming or settling. Rows that could not be settled keep their
+    /// lease and are claimed again when it expires.
+    pub async fn process_batch(&self, cancel: &CancellationToken) -> Result<BatchReport> {
+        let inner = &*self.inner;
+        let config = &inner.config;
+        let claim = inner
+            .store
+            .claim(config.batch_size, config.lease)
+            .instrument(tracing::debug_span!("outbox.claim", limit = config.batch_size))
+            .await?;
+        let mut report = BatchReport {
+            claimed: claim.messages.len() as u64,
+            ..BatchReport::default()
+        };
+        if claim.messages.is_empty() {
+            return Ok(report);
+        }
+        metrics::counter!("outbox_claimed_total").increment(report.claimed);
+
+        let (messages, ends) = rounds::plan(claim.messages);
+        let mut published: Vec<i64> = Vec::with_capacity(messages.len());
+        let mut failures: Vec<Failure> = Vec::new();
+        let mut released: Vec<i64> = Vec::new();
+        let mut stopped_keys: HashSet<String> = HashSet::new();
+        let mut latencies = Vec::with_capacity(messages.len());
+
+        let mut start = 0;
+        for end in ends {
+            let round = &messages[start..end];
+            start = end;
+            if report.broker_unavailable || cancel.is_cancelled() {
+                released.extend(round.iter().map(|m| m.seq));
+                continue;
+            }
+            // Messages whose key already failed in this batch wait behind that failure.
+            let filtered: Vec<Envelope>;
+            let batch: &[Envelope] = if stopped_keys.is_empty() {
+                round
+            } else {
+                let (blocked, rest): (Vec<&Envelope>, Vec<&Envelope>) =
+                    round.iter().partition(|m| {
+                        m.partition_key
+                            .as_ref()
+                            .is_some_and(|k| stopped_keys.contains(k))
+                    });
+                released.extend(blocked.iter().map(|m| m.seq));
+                filtered = rest.into_iter().cloned().collect();
+                &filtered
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let outcomes = inner
+                .publisher
+                .publish(batch)
+                .instrument(tracing::debug_span!("outbox.publish", messages = batch.len()))
+                .await;
+            debug_assert_eq!(outcomes.len(), batch.len(), "publisher broke its contract");
+            let acked_at = SystemTime::now();
+            for (msg, outcome) in batch.iter().zip(outcomes) {
+                match outcome {
+                    Ok(()) => {
+                        published.push(msg.seq);
+                        latencies.push(acked_at.duration_since(msg.created_at).unwrap_or_default());
+                    }
+                    Err(PublishError::Unavailable(err)) => {
+                        if !report.broker_unavailable {
+                            tracing::warn!(error = %err, "broker unavailable; releasing batch");
+                        }
+                        report.broker_unavailable = true;
+                        released.push(msg.seq);
+                        if let Some(key) = &msg.partition_key {
+                            stopped_keys.insert(key.clone());
+                        }
+                    }
+                    Err(PublishError::Rejected(err)) => {
+                        let failed = msg.attempts.saturating_add(1);
+                        let retry_after = match config.retry.decide(failed) {
+                            RetryDecision::RetryAfter(delay) => Some(delay),
+                            RetryDecision::Dead => None,
+                        };
+                        tracing::debug!(
+                            id = %msg.id, event_type = %msg.event_type, attempt = failed,
+                            dead = retry_after.is_none(), error = %err, "publish failed"
+                        );
+                        failures.push(Failure {
+                            seq: msg.seq,
+                            error: error_chain(&*err),
+                            retry_after,
+                        });
+                        if let Some(key) = &msg.partition_key {
+                            stopped_keys.insert(key.clone());
+                        }
+                        let labels = [("event_type", msg.event_type.clone())];
+                        metrics::counter!("outbox_publish_failures_total", &labels).increment(1);
+                        if retry_after.is_none() {
+                            report.dead += 1;
+                            metrics::counter!("outbox_dead_lettered_total", &labels).increment(1);
+                        } else {
+                            report.retried += 1;
+                            metrics::counter!("outbox_retries_total", &labels).increment(1);
+                        }
+                    }
+                }
+            }
+        }
+
+        let token = claim.token;
+        let span = tracing::debug_span!("outbox.ack", published = published.len());
+        if !published.is_empty() {
+            let changed = inner.store.ack(token, &published).instrument(span).await?;
+            report.published = changed;
+            report.fenced += published.len() as u64 - changed.min(published.len() as u64);
+            metrics::counter!("outbox_published_total").increment(changed);
+            let histogram = metrics::histogram!("outbox_publish_latency_seconds");
+            for latency in latencies {
+                histogram.record(latency.as_secs_f64());
+            }
+        }
+        if !failures.is_empty() {
+            let changed = inner.store.fail(token, &failures).await?;
+            report.fenced += failures.len() as u64 - changed.min(failures.len() as u64);
+        }
+        if !released.is_empty() {
+            let changed = inner.store.release(token, &released).await?;
+            report.released = changed;
+            report.fenced += released.len() as u64 - changed.min(released.len() as u64);
+        }
+        if report.fenced > 0 {
+            tracing::warn!(
+                fenced = report.fenced,
+                "lease expired before settling; another relay owns these rows now \
+                 (raise the lease above the broker's worst acknowledgement time)"
+            );
+            metrics::counter!("outbox_fenced_total").increment(report.fenced);
+        }
+        Ok(report)
+    }
+}
+
+/// Renders an error and its sources on one line, for `last_error`.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

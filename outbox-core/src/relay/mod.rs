@@ -1,0 +1,213 @@
+//! The relay: claims committed rows, publishes them, and settles them.
+//!
+//! See `ARCHITECTURE.md` for the claim protocol and why it keeps per-key order.
+
+mod builder;
+mod cycle;
+mod rounds;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::future::try_join_all;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use self::builder::{RelayBuilder, RelayConfig};
+pub use self::cycle::BatchReport;
+use crate::error::{Error, Result};
+use crate::publisher::Publisher;
+use crate::store::Store;
+
+/// Wakes a relay at once, instead of at its next poll. Cheap to clone; call
+/// [`wake`](WakeHandle::wake) after committing a transaction that enqueued messages.
+#[derive(Debug, Clone, Default)]
+pub struct WakeHandle(Arc<Notify>);
+
+impl WakeHandle {
+    /// A handle not yet attached to a relay (attach it with [`RelayBuilder::wake_handle`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wakes every idle loop of the relay.
+    pub fn wake(&self) {
+        self.0.notify_waiters();
+    }
+}
+
+/// Moves committed messages from an outbox [`Store`] to a [`Publisher`].
+///
+/// ```no_run
+/// # async fn demo<S: outbox_core::Store, P: outbox_core::Publisher>(store: S, publisher: P)
+/// # -> outbox_core::Result<()> {
+/// use outbox_core::Relay;
+/// use tokio_util::sync::CancellationToken;
+///
+/// let shutdown = CancellationToken::new();
+/// let relay = Relay::builder(store, publisher).batch_size(500).build()?;
+/// let wake = relay.wake_handle(); // hand this to producers
+/// relay.run(shutdown.cancelled()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Relay<S, P> {
+    inner: Arc<Inner<S, P>>,
+}
+
+impl<S, P> Clone for Relay<S, P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner<S, P> {
+    store: S,
+    publisher: P,
+    config: RelayConfig,
+    wake: WakeHandle,
+}
+
+impl<S: Store, P: Publisher> Relay<S, P> {
+    /// Starts building a relay over `store` and `publisher`.
+    pub fn builder(store: S, publisher: P) -> RelayBuilder<S, P> {
+        RelayBuilder::new(store, publisher)
+    }
+
+    fn from_parts(store: S, publisher: P, config: RelayConfig, wake: WakeHandle) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                publisher,
+                config,
+                wake,
+            }),
+        }
+    }
+
+    /// The handle that wakes this relay.
+    pub fn wake_handle(&self) -> WakeHandle {
+        self.inner.wake.clone()
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &RelayConfig {
+        &self.inner.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// The publisher.
+    pub fn publisher(&self) -> &P {
+        &self.inner.publisher
+    }
+
+    /// Runs until `shutdown` completes, then stops claiming, lets in-flight batches finish
+    /// (releasing what they have not published yet) and returns.
+    ///
+    /// Database and broker outages are waited out with backoff; they never end the run.
+    ///
+    /// # Errors
+    ///
+    /// Only errors an operator must fix: [`Error::MissingTable`].
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let cancel = CancellationToken::new();
+        let workers = try_join_all(
+            (0..self.inner.config.concurrency).map(|worker| self.worker(worker, &cancel)),
+        );
+        tokio::pin!(workers);
+        tokio::pin!(shutdown);
+        tokio::select! {
+            result = &mut workers => result.map(drop),
+            () = &mut shutdown => {
+                cancel.cancel();
+                match tokio::time::timeout(self.inner.config.shutdown_grace, &mut workers).await {
+                    Ok(result) => result.map(drop),
+                    Err(_) => {
+                        tracing::warn!(
+                            grace = ?self.inner.config.shutdown_grace,
+                            "relay shutdown grace elapsed; in-flight leases will expire"
+                        );
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes everything that is ready now, one batch at a time, and returns the number of
+    /// messages published. Messages waiting for a retry are left for later.
+    ///
+    /// # Errors
+    ///
+    /// A store error, or [`Error::Config`] when the broker is unavailable (nothing is lost:
+    /// the messages stay in the outbox).
+    pub async fn drain(&self) -> Result<u64> {
+        let never = CancellationToken::new();
+        let mut published = 0;
+        loop {
+            let report = self.process_batch(&never).await?;
+            published += report.published;
+            if report.broker_unavailable {
+                return Err(Error::Config(
+                    "broker unavailable while draining; messages stay in the outbox".into(),
+                ));
+            }
+            if report.claimed == 0 {
+                return Ok(published);
+            }
+        }
+    }
+
+    async fn worker(&self, worker: usize, cancel: &CancellationToken) -> Result<()> {
+        let config = &self.inner.config;
+        let (initial, max) = config.unavailable_backoff;
+        let mut backoff = initial;
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            // Created before the claim, so a commit that lands while we claim still wakes us.
+            let notified = self.inner.wake.0.notified();
+            let pause = match self.process_batch(cancel).await {
+                Ok(report) if report.broker_unavailable => {
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(max);
+                    Some(pause)
+                }
+                Ok(report) => {
+                    backoff = initial;
+                    if report.claimed >= config.batch_size as u64 {
+                        continue;
+                    }
+                    let jitter = config.poll_interval.mul_f64(0.1 * fastrand::f64());
+                    tokio::select! {
+                        () = notified => {}
+                        () = tokio::time::sleep(config.poll_interval + jitter) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                    None
+                }
+                Err(err @ Error::MissingTable { .. }) => return Err(err),
+                Err(err) => {
+                    tracing::warn!(worker, error = %err, "outbox relay batch failed; backing off");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(max);
+                    Some(pause)
+                }
+            };
+            if let Some(pause) = pause {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = cancel.cancelled() => {}
+                }
+            }
+        }
+    }
+}

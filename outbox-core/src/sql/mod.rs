@@ -1,0 +1,209 @@
+//! SQL for each supported database: schema, enqueue, claim, settle and inspection statements.
+//!
+//! The statements are plain strings built once per table from a validated [`TableName`], so
+//! every adapter (sqlx, diesel, sea-orm) sends exactly the same SQL and only binds parameters
+//! its own way. Parameter order is documented on each field.
+//!
+//! Every timestamp is taken from the database clock, never the relay's, so relays on machines
+//! with skewed clocks agree on leases and due times.
+
+mod mysql;
+mod postgres;
+mod sqlite;
+mod table;
+
+use std::fmt;
+
+pub use self::table::{DEFAULT_TABLE, MAX_TABLE_NAME_BYTES, TableName};
+
+/// The databases the outbox runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// PostgreSQL 12 or later.
+    Postgres,
+    /// MySQL 8.0.1+ or MariaDB 10.6+ (both have `SKIP LOCKED`).
+    MySql,
+    /// SQLite 3.35 or later (`RETURNING`).
+    Sqlite,
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dialect::Postgres => "postgres",
+            Dialect::MySql => "mysql",
+            Dialect::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// Row states kept in the `state` column.
+pub mod state {
+    /// Not yet published: pending, claimed or waiting for a retry.
+    pub const LIVE: i16 = 0;
+    /// Every attempt failed.
+    pub const DEAD: i16 = 1;
+    /// Published and kept for the retention window.
+    pub const PUBLISHED: i16 = 2;
+}
+
+/// The columns of a claimed or inspected row, in this order:
+/// `id, message_id, event_type, partition_key, aggregate_type, payload, headers, created_us,
+/// attempts`.
+pub const ENVELOPE_COLUMNS: usize = 9;
+
+/// Every statement an adapter needs for one outbox table on one database.
+#[derive(Debug, Clone)]
+pub struct Statements {
+    /// The database.
+    pub dialect: Dialect,
+    /// The table.
+    pub table: TableName,
+    /// Idempotent schema statements, run in order by `migrate`.
+    pub create: Vec<String>,
+    /// Insert one message. Parameters: message id, event type, key, aggregate type, payload,
+    /// headers (JSON text). Due immediately.
+    pub insert_one: String,
+    /// As `insert_one` with a seventh parameter: the delivery delay in microseconds.
+    pub insert_one_delayed: String,
+    /// Claim (PostgreSQL, SQLite). Parameters: limit, lease in microseconds, token.
+    /// Returns the envelope columns.
+    pub claim: String,
+    /// Fail one row. Parameters: error, dead (0/1), retry delay in microseconds, id, token.
+    pub fail_one: String,
+    /// Counts by status. Returns `pending, claimed, failed, dead, published,
+    /// oldest_age_us` (the last may be NULL).
+    pub stats: String,
+    /// One row by message id. Parameter: message id. Returns the envelope columns followed by
+    /// `state, leased (0/1), last_error, available_us`.
+    pub get: String,
+    /// Revive every dead row.
+    pub retry_dead_all: String,
+    /// Revive one dead row. Parameter: message id.
+    pub retry_dead_one: String,
+    /// Delete published rows older than a retention window. Parameter: window in microseconds.
+    pub purge_published: String,
+}
+
+impl Statements {
+    /// Builds the statements for `table` on `dialect`.
+    pub fn new(dialect: Dialect, table: TableName) -> Self {
+        match dialect {
+            Dialect::Postgres => postgres::statements(table),
+            Dialect::MySql => mysql::statements(table),
+            Dialect::Sqlite => sqlite::statements(table),
+        }
+    }
+
+    /// The quoted table name.
+    pub fn quoted_table(&self) -> String {
+        self.table.quoted(self.quote())
+    }
+
+    fn quote(&self) -> char {
+        match self.dialect {
+            Dialect::MySql => '`',
+            _ => '"',
+        }
+    }
+
+    /// Insert `n` messages in one statement (MySQL, SQLite): seven parameters per row, as for
+    /// `insert_one_delayed`. PostgreSQL uses [`Statements::insert_many_arrays`] instead.
+    pub fn insert_many(&self, n: usize) -> String {
+        let t = self.quoted_table();
+        let now = self.now();
+        let row = match self.dialect {
+            Dialect::MySql => {
+                format!("(?, ?, ?, ?, ?, ?, {now}, TIMESTAMPADD(MICROSECOND, ?, {now}))")
+            }
+            _ => format!("(?, ?, ?, ?, ?, ?, {now}, {now} + ?)"),
+        };
+        let mut sql = format!(
+            "INSERT INTO {t} (message_id, event_type, partition_key, aggregate_type, payload, \
+             headers, created_at, available_at) VALUES "
+        );
+        for i in 0..n {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&row);
+        }
+        sql
+    }
+
+    /// Insert many messages from seven arrays (PostgreSQL): ids, event types, keys, aggregate
+    /// types, payloads, headers, delays in microseconds. One statement for any batch size.
+    pub fn insert_many_arrays(&self) -> String {
+        postgres::insert_many_arrays(&self.quoted_table())
+    }
+
+    /// Acknowledge rows by deleting them. PostgreSQL parameters: id array, token. Others: token,
+    /// then `n` ids.
+    pub fn ack_delete(&self, n: usize) -> String {
+        let t = self.quoted_table();
+        format!("DELETE FROM {t} WHERE {}", self.fenced_ids(n))
+    }
+
+    /// Acknowledge rows by keeping them as published (retention). Parameters as for
+    /// [`Statements::ack_delete`].
+    pub fn ack_keep(&self, n: usize) -> String {
+        let t = self.quoted_table();
+        format!(
+            "UPDATE {t} SET state = {}, published_at = {}, lease_until = NULL, \
+             lease_token = NULL WHERE {}",
+            state::PUBLISHED,
+            self.now(),
+            self.fenced_ids(n)
+        )
+    }
+
+    /// Release rows unchanged. Parameters as for [`Statements::ack_delete`].
+    pub fn release(&self, n: usize) -> String {
+        let t = self.quoted_table();
+        format!(
+            "UPDATE {t} SET lease_until = NULL, lease_token = NULL WHERE {}",
+            self.fenced_ids(n)
+        )
+    }
+
+    /// Fail many rows from arrays (PostgreSQL). Parameters: ids, delays (µs), errors, dead
+    /// flags, token.
+    pub fn fail_many_arrays(&self) -> String {
+        postgres::fail_many_arrays(&self.quoted_table())
+    }
+
+    fn fenced_ids(&self, n: usize) -> String {
+        match self.dialect {
+            Dialect::Postgres => "id = ANY($1) AND lease_token = $2".to_owned(),
+            _ => format!("lease_token = ? AND id IN ({})", question_marks(n)),
+        }
+    }
+
+    /// The expression for "now" in the timestamp columns' type.
+    pub fn now(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Postgres => "now()",
+            Dialect::MySql => "UTC_TIMESTAMP(6)",
+            Dialect::Sqlite => sqlite::NOW,
+        }
+    }
+}
+
+/// `?, ?, ?` with `n` marks.
+pub fn question_marks(n: usize) -> String {
+    let mut s = String::with_capacity(n * 3);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('?');
+    }
+    s
+}
+
+/// SQL for the MySQL claim, which runs as several statements in one transaction because MySQL
+/// has no `UPDATE ... RETURNING`.
+pub mod mysql_claim {
+    pub use super::mysql::{claim_busy_keys, claim_gaps, claim_lease, claim_window};
+}

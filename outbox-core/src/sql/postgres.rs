@@ -1,0 +1,182 @@
+//! PostgreSQL statements.
+
+use super::{Dialect, Statements, TableName, state};
+
+fn micros(col: &str) -> String {
+    format!("(extract(epoch FROM {col}) * 1000000)::bigint")
+}
+
+fn envelope_columns(alias: &str) -> String {
+    format!(
+        "{a}id, {a}message_id, {a}event_type, {a}partition_key, {a}aggregate_type, {a}payload, \
+         {a}headers::text, {created}, {a}attempts",
+        a = alias,
+        created = micros(&format!("{alias}created_at")),
+    )
+}
+
+pub(super) fn statements(table: TableName) -> Statements {
+    let t = table.quoted('"');
+    let base = table.table();
+    let live = state::LIVE;
+    let dead = state::DEAD;
+    let published = state::PUBLISHED;
+    let create = vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {t} (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message_id     uuid NOT NULL,
+    event_type     text NOT NULL,
+    partition_key  text,
+    aggregate_type text,
+    payload        bytea NOT NULL,
+    headers        jsonb NOT NULL DEFAULT '{{}}',
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    available_at   timestamptz NOT NULL DEFAULT now(),
+    attempts       integer NOT NULL DEFAULT 0,
+    last_error     text,
+    state          smallint NOT NULL DEFAULT {live},
+    lease_until    timestamptz,
+    lease_token    bigint,
+    published_at   timestamptz
+)"
+        ),
+        format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS \"{base}_message_id_key\" ON {t} (message_id)"
+        ),
+        // Per-key order: the older live rows of a key, found without walking its backlog.
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{base}_key_idx\" ON {t} (partition_key, id) \
+             WHERE state = {live} AND partition_key IS NOT NULL"
+        ),
+        // Keys that are busy (leased or waiting for a retry): a small set, read on every claim.
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{base}_busy_idx\" ON {t} (partition_key) \
+             WHERE state = {live} AND (lease_token IS NOT NULL OR attempts > 0)"
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{base}_dead_idx\" ON {t} (id) WHERE state = {dead}"
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{base}_published_idx\" ON {t} (published_at) \
+             WHERE state = {published}"
+        ),
+    ];
+
+    let columns = "message_id, event_type, partition_key, aggregate_type, payload, headers";
+    let insert_one =
+        format!("INSERT INTO {t} ({columns}) VALUES ($1, $2, $3, $4, $5, $6::jsonb)");
+    let insert_one_delayed = format!(
+        "INSERT INTO {t} ({columns}, available_at) \
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, now() + $7 * interval '1 microsecond')"
+    );
+
+    let claim = format!(
+        "WITH busy AS (
+    SELECT DISTINCT partition_key FROM {t}
+    WHERE state = {live} AND (lease_token IS NOT NULL OR attempts > 0)
+      AND partition_key IS NOT NULL
+      AND (lease_until > now() OR available_at > now())
+), cand AS (
+    SELECT id, partition_key FROM {t}
+    WHERE state = {live} AND available_at <= now()
+      AND (lease_until IS NULL OR lease_until <= now())
+      AND (partition_key IS NULL OR partition_key NOT IN (SELECT partition_key FROM busy))
+    ORDER BY id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), gaps AS (
+    SELECT o.partition_key, min(o.id) AS gap
+    FROM {t} o
+    JOIN (SELECT partition_key, max(id) AS last FROM cand
+          WHERE partition_key IS NOT NULL GROUP BY partition_key) k
+      ON o.partition_key = k.partition_key AND o.id <= k.last
+    WHERE o.state = {live} AND o.id NOT IN (SELECT id FROM cand)
+    GROUP BY o.partition_key
+), picked AS (
+    SELECT c.id FROM cand c LEFT JOIN gaps g ON g.partition_key = c.partition_key
+    WHERE g.gap IS NULL OR c.id < g.gap
+)
+UPDATE {t} o SET lease_until = now() + $2 * interval '1 microsecond', lease_token = $3
+FROM picked p WHERE o.id = p.id
+RETURNING {cols}",
+        cols = envelope_columns("o.")
+    );
+
+    let fail_one = format!(
+        "UPDATE {t} SET attempts = attempts + 1, last_error = $1,
+    state = CASE WHEN $2 = 1 THEN {dead} ELSE state END,
+    available_at = CASE WHEN $2 = 1 THEN available_at
+                        ELSE now() + $3 * interval '1 microsecond' END,
+    lease_until = NULL, lease_token = NULL
+WHERE id = $4 AND lease_token = $5"
+    );
+
+    let stats = format!(
+        "SELECT
+    count(*) FILTER (WHERE state = {live} AND attempts = 0
+                     AND NOT (lease_token IS NOT NULL AND lease_until > now())),
+    count(*) FILTER (WHERE state = {live} AND lease_token IS NOT NULL AND lease_until > now()),
+    count(*) FILTER (WHERE state = {live} AND attempts > 0
+                     AND NOT (lease_token IS NOT NULL AND lease_until > now())),
+    count(*) FILTER (WHERE state = {dead}),
+    count(*) FILTER (WHERE state = {published}),
+    {age}
+FROM {t}",
+        age = micros("now() - min(created_at) FILTER (WHERE state = 0)")
+    );
+
+    let get = format!(
+        "SELECT {cols}, state, \
+         CASE WHEN lease_token IS NOT NULL AND lease_until > now() THEN 1 ELSE 0 END, \
+         last_error, {available} FROM {t} WHERE message_id = $1",
+        cols = envelope_columns(""),
+        available = micros("available_at"),
+    );
+    let revive = format!(
+        "UPDATE {t} SET state = {live}, attempts = 0, available_at = now(), \
+         lease_until = NULL, lease_token = NULL WHERE state = {dead}"
+    );
+
+    Statements {
+        dialect: Dialect::Postgres,
+        create,
+        insert_one,
+        insert_one_delayed,
+        claim,
+        fail_one,
+        stats,
+        get,
+        retry_dead_one: format!("{revive} AND message_id = $1"),
+        retry_dead_all: revive,
+        purge_published: format!(
+            "DELETE FROM {t} WHERE state = {published} \
+             AND published_at < now() - $1 * interval '1 microsecond'"
+        ),
+        table,
+    }
+}
+
+pub(super) fn insert_many_arrays(t: &str) -> String {
+    format!(
+        "INSERT INTO {t} (message_id, event_type, partition_key, aggregate_type, payload, headers, \
+         available_at)
+SELECT m, e, k, a, p, h::jsonb, now() + d * interval '1 microsecond'
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bigint[])
+     WITH ORDINALITY AS u(m, e, k, a, p, h, d, ord)
+ORDER BY ord"
+    )
+}
+
+pub(super) fn fail_many_arrays(t: &str) -> String {
+    format!(
+        "UPDATE {t} o SET attempts = o.attempts + 1, last_error = f.err,
+    state = CASE WHEN f.dead THEN {dead} ELSE o.state END,
+    available_at = CASE WHEN f.dead THEN o.available_at
+                        ELSE now() + f.delay * interval '1 microsecond' END,
+    lease_until = NULL, lease_token = NULL
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bool[]) AS f(id, delay, err, dead)
+WHERE o.id = f.id AND o.lease_token = $5",
+        dead = state::DEAD
+    )
+}

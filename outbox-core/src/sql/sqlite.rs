@@ -1,0 +1,137 @@
+//! SQLite statements. Timestamps are integers: microseconds since the Unix epoch.
+
+use super::{Dialect, Statements, TableName, state};
+
+/// The current time in microseconds since the Unix epoch.
+pub(super) const NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)";
+
+const ENVELOPE_COLUMNS: &str = "id, message_id, event_type, partition_key, aggregate_type, \
+                                payload, headers, created_at, attempts";
+
+pub(super) fn statements(table: TableName) -> Statements {
+    let t = table.quoted('"');
+    let base = table.table();
+    let (live, dead, published) = (state::LIVE, state::DEAD, state::PUBLISHED);
+    let now = NOW;
+    let create = vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {t} (
+    id             INTEGER PRIMARY KEY,
+    message_id     TEXT NOT NULL,
+    event_type     TEXT NOT NULL,
+    partition_key  TEXT,
+    aggregate_type TEXT,
+    payload        BLOB NOT NULL,
+    headers        TEXT NOT NULL DEFAULT '{{}}',
+    created_at     INTEGER NOT NULL,
+    available_at   INTEGER NOT NULL,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    last_error     TEXT,
+    state          INTEGER NOT NULL DEFAULT {live},
+    lease_until    INTEGER,
+    lease_token    INTEGER,
+    published_at   INTEGER
+)"
+        ),
+        format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS \"{base}_message_id_key\" ON {t} (message_id)"
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{base}_key_idx\" ON {t} (partition_key, id) \
+             WHERE state = {live} AND partition_key IS NOT NULL"
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{base}_busy_idx\" ON {t} (partition_key) \
+             WHERE state = {live} AND (lease_token IS NOT NULL OR attempts > 0)"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS \"{base}_dead_idx\" ON {t} (id) WHERE state = {dead}"),
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{base}_published_idx\" ON {t} (published_at) \
+             WHERE state = {published}"
+        ),
+    ];
+    let columns = "message_id, event_type, partition_key, aggregate_type, payload, headers, \
+                   created_at, available_at";
+    let insert_one = format!(
+        "INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, {now}, {now})"
+    );
+    let insert_one_delayed = format!(
+        "INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, {now}, {now} + ?)"
+    );
+
+    // SQLite has one writer at a time, so the claim needs no row locks: the statement runs
+    // alone. The per-key rule is the same as on PostgreSQL.
+    let claim = format!(
+        "WITH busy AS (
+    SELECT DISTINCT partition_key FROM {t}
+    WHERE state = {live} AND (lease_token IS NOT NULL OR attempts > 0)
+      AND partition_key IS NOT NULL
+      AND (lease_until > {now} OR available_at > {now})
+), cand AS (
+    SELECT id, partition_key FROM {t}
+    WHERE state = {live} AND available_at <= {now}
+      AND (lease_until IS NULL OR lease_until <= {now})
+      AND (partition_key IS NULL OR partition_key NOT IN (SELECT partition_key FROM busy))
+    ORDER BY id
+    LIMIT ?
+), gaps AS (
+    SELECT o.partition_key, min(o.id) AS gap
+    FROM {t} o
+    JOIN (SELECT partition_key, max(id) AS last FROM cand
+          WHERE partition_key IS NOT NULL GROUP BY partition_key) k
+      ON o.partition_key = k.partition_key AND o.id <= k.last
+    WHERE o.state = {live} AND o.id NOT IN (SELECT id FROM cand)
+    GROUP BY o.partition_key
+), picked AS (
+    SELECT c.id FROM cand c LEFT JOIN gaps g ON g.partition_key = c.partition_key
+    WHERE g.gap IS NULL OR c.id < g.gap
+)
+UPDATE {t} SET lease_until = {now} + ?, lease_token = ?
+WHERE id IN (SELECT id FROM picked)
+RETURNING {ENVELOPE_COLUMNS}"
+    );
+
+    let fail_one = format!(
+        "UPDATE {t} SET attempts = attempts + 1, last_error = ?1,
+    state = CASE WHEN ?2 = 1 THEN {dead} ELSE state END,
+    available_at = CASE WHEN ?2 = 1 THEN available_at ELSE {now} + ?3 END,
+    lease_until = NULL, lease_token = NULL
+WHERE id = ?4 AND lease_token = ?5"
+    );
+
+    let leased = format!("(lease_token IS NOT NULL AND lease_until > {now})");
+    let stats = format!(
+        "SELECT
+    coalesce(sum(CASE WHEN state = {live} AND attempts = 0 AND NOT {leased} THEN 1 ELSE 0 END), 0),
+    coalesce(sum(CASE WHEN state = {live} AND {leased} THEN 1 ELSE 0 END), 0),
+    coalesce(sum(CASE WHEN state = {live} AND attempts > 0 AND NOT {leased} THEN 1 ELSE 0 END), 0),
+    coalesce(sum(CASE WHEN state = {dead} THEN 1 ELSE 0 END), 0),
+    coalesce(sum(CASE WHEN state = {published} THEN 1 ELSE 0 END), 0),
+    {now} - min(CASE WHEN state = {live} THEN created_at END)
+FROM {t}"
+    );
+    let get = format!(
+        "SELECT {ENVELOPE_COLUMNS}, state, CASE WHEN {leased} THEN 1 ELSE 0 END, last_error, \
+         available_at FROM {t} WHERE message_id = ?"
+    );
+    let revive = format!(
+        "UPDATE {t} SET state = {live}, attempts = 0, available_at = {now}, \
+         lease_until = NULL, lease_token = NULL WHERE state = {dead}"
+    );
+    Statements {
+        dialect: Dialect::Sqlite,
+        create,
+        insert_one,
+        insert_one_delayed,
+        claim,
+        fail_one,
+        stats,
+        get,
+        retry_dead_one: format!("{revive} AND message_id = ?"),
+        retry_dead_all: revive,
+        purge_published: format!(
+            "DELETE FROM {t} WHERE state = {published} AND published_at < {now} - ?"
+        ),
+        table,
+    }
+}

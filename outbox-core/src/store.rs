@@ -1,0 +1,153 @@
+//! The storage seam: what the relay needs from an outbox table.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::message::Envelope;
+use crate::status::Status;
+
+/// Identifies one claim. Every row of a claim carries it while the lease lasts, and acks, failures
+/// and releases only touch rows that still carry it: a relay whose lease expired and whose rows
+/// were claimed again cannot change them (fencing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseToken(pub i64);
+
+impl LeaseToken {
+    /// A fresh random token (63 bits, never zero).
+    pub fn random() -> Self {
+        Self(fastrand::i64(1..i64::MAX))
+    }
+}
+
+/// Rows claimed by one relay, leased until the lease runs out.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The fencing token the rows were claimed with.
+    pub token: LeaseToken,
+    /// The claimed messages, in sequence order.
+    pub messages: Vec<Envelope>,
+}
+
+/// A failed publish, as the relay reports it to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The row's sequence number.
+    pub seq: i64,
+    /// The error to keep as the row's `last_error`.
+    pub error: String,
+    /// `Some(delay)`: retry no earlier than `delay` from now. `None`: the row is dead.
+    pub retry_after: Option<Duration>,
+}
+
+/// The base storage trait: claim, acknowledge, fail and release rows.
+///
+/// # Contract
+///
+/// * `claim` leases at most `limit` rows that are *ready* (committed, due, not dead, not leased
+///   or with an expired lease) and that follow the **per-key rule**: a keyed row is claimed only
+///   if every older live row (pending, claimed, failed; not dead) of its key is claimed in the
+///   same call. Rows are returned in sequence order. Unkeyed rows have no such rule.
+/// * `ack`, `fail` and `release` change only rows still leased with `token` and return how many
+///   they changed; rows claimed since by someone else are left alone.
+/// * Nothing here holds a database transaction open between calls.
+///
+/// The conformance suite (`testing` feature) checks all of this on a real database.
+pub trait Store: Send + Sync + 'static {
+    /// Leases up to `limit` ready rows for `lease`.
+    fn claim(&self, limit: usize, lease: Duration) -> impl Future<Output = Result<Claim>> + Send;
+
+    /// Marks rows as published (deleting them, or keeping them for a retention window).
+    fn ack(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Records failed attempts: each row's attempt count grows by one, its error is kept, and it
+    /// is either scheduled again or dead.
+    fn fail(
+        &self,
+        token: LeaseToken,
+        failures: &[Failure],
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Gives rows back unchanged (no attempt counted), for shutdown and for rows that must wait
+    /// behind an earlier failure of their key.
+    fn release(&self, token: LeaseToken, seqs: &[i64])
+    -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// A stored message with its bookkeeping, as inspection shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// The message itself.
+    pub envelope: Envelope,
+    /// Its status now.
+    pub status: Status,
+    /// The last publish error, if any attempt failed.
+    pub last_error: Option<String>,
+    /// When it becomes (or became) due.
+    pub available_at: SystemTime,
+}
+
+/// Counts by status, and the age of the oldest message still to publish.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Pending (unclaimed, not failed) messages.
+    pub pending: u64,
+    /// Messages leased by a relay right now.
+    pub claimed: u64,
+    /// Messages waiting for a retry.
+    pub failed: u64,
+    /// Dead messages.
+    pub dead: u64,
+    /// Published messages kept for the retention window.
+    pub published: u64,
+    /// Age of the oldest message not yet published or dead.
+    pub oldest_unpublished_age: Option<Duration>,
+}
+
+impl OutboxStats {
+    /// Messages that still have to be published: pending, claimed and failed.
+    pub fn unpublished(&self) -> u64 {
+        self.pending + self.claimed + self.failed
+    }
+}
+
+/// A capability trait for stores that can be inspected and repaired by operators.
+pub trait Inspect: Send + Sync + 'static {
+    /// Counts by status.
+    fn stats(&self) -> impl Future<Output = Result<OutboxStats>> + Send;
+
+    /// One message by id.
+    fn get(&self, id: Uuid) -> impl Future<Output = Result<Option<StoredMessage>>> + Send;
+
+    /// Makes dead messages pending again with their attempt count reset; `None` revives all dead
+    /// messages. Returns how many were revived.
+    fn retry_dead(&self, id: Option<Uuid>) -> impl Future<Output = Result<u64>> + Send;
+}
+
+impl<S: Store> Store for std::sync::Arc<S> {
+    fn claim(&self, limit: usize, lease: Duration) -> impl Future<Output = Result<Claim>> + Send {
+        (**self).claim(limit, lease)
+    }
+
+    fn ack(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send {
+        (**self).ack(token, seqs)
+    }
+
+    fn fail(
+        &self,
+        token: LeaseToken,
+        failures: &[Failure],
+    ) -> impl Future<Output = Result<u64>> + Send {
+        (**self).fail(token, failures)
+    }
+
+    fn release(
+        &self,
+        token: LeaseToken,
+        seqs: &[i64],
+    ) -> impl Future<Output = Result<u64>> + Send {
+        (**self).release(token, seqs)
+    }
+}
