@@ -1,0 +1,609 @@
+//! The conformance cases. Each takes a fresh backend and panics with a message naming the
+//! backend when the store breaks its contract.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{Backend, Shared, SlowPublisher, commit_messages, wait_until};
+use crate::memory::CollectingPublisher;
+use crate::message::{Envelope, Message};
+use crate::publisher::PublishError;
+use crate::relay::Relay;
+use crate::retry::RetryPolicy;
+use crate::status::Status;
+use crate::store::{Failure, Inspect, Store};
+
+const LONG: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(60);
+
+fn msg(event: &str, key: Option<&str>, n: u64) -> Message {
+    let m = Message::json(event, &serde_json::json!({ "n": n })).unwrap();
+    match key {
+        Some(k) => m.key(k).unwrap(),
+        None => m,
+    }
+}
+
+fn ids(envelopes: &[Envelope]) -> Vec<Uuid> {
+    envelopes.iter().map(|e| e.id).collect()
+}
+
+fn fast_relay<B: Backend, P: crate::Publisher>(
+    backend: &B,
+    publisher: P,
+    batch: usize,
+) -> Relay<B::Store, P> {
+    Relay::builder(backend.store(), publisher)
+        .batch_size(batch)
+        .poll_interval(Duration::from_millis(20))
+        .lease(LONG)
+        .concurrency(2)
+        .build()
+        .unwrap()
+}
+
+/// Runs `relay` in the background until the returned token is cancelled.
+fn spawn_relay<S: Store, P: crate::Publisher>(
+    relay: Relay<S, P>,
+) -> (CancellationToken, tokio::task::JoinHandle<crate::Result<()>>) {
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let handle = tokio::spawn(async move { relay.run(token.cancelled_owned()).await });
+    (stop, handle)
+}
+
+async fn stop_relays(relays: Vec<(CancellationToken, tokio::task::JoinHandle<crate::Result<()>>)>) {
+    for (stop, _) in &relays {
+        stop.cancel();
+    }
+    for (_, handle) in relays {
+        handle
+            .await
+            .expect("relay task panicked")
+            .expect("relay returned an error");
+    }
+}
+
+/// Asserts every id in `expected` was published exactly once.
+fn assert_exactly_once(name: &str, published: &[Envelope], expected: &HashSet<Uuid>) {
+    let mut seen = HashSet::new();
+    for env in published {
+        assert!(
+            seen.insert(env.id),
+            "[{name}] message {} published twice",
+            env.id
+        );
+        assert!(
+            expected.contains(&env.id),
+            "[{name}] published {} which was never committed",
+            env.id
+        );
+    }
+    let missing = expected.len() - seen.len();
+    assert_eq!(missing, 0, "[{name}] {missing} committed messages were not published");
+}
+
+/// Asserts that, for every key, published order equals `commit_order[key]`.
+fn assert_key_order(name: &str, published: &[Envelope], commit_order: &HashMap<String, Vec<Uuid>>) {
+    let mut by_key: HashMap<&str, Vec<Uuid>> = HashMap::new();
+    for env in published {
+        if let Some(key) = env.partition_key.as_deref() {
+            by_key.entry(key).or_default().push(env.id);
+        }
+    }
+    for (key, expected) in commit_order {
+        let got = by_key.get(key.as_str()).cloned().unwrap_or_default();
+        assert_eq!(&got, expected, "[{name}] key {key} published out of commit order");
+    }
+}
+
+/// A committed transaction always publishes; a rolled-back one never does.
+pub async fn rolled_back_never_published<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let committed = vec![
+        msg("order.created", Some("o-1"), 1),
+        msg("order.paid", Some("o-1"), 2),
+        msg("audit.logged", None, 3),
+    ];
+    let expected = committed.iter().map(Message::id).collect::<Vec<_>>();
+    commit_messages(&*backend, committed).await.unwrap();
+
+    let mut tx = backend.begin().await.unwrap();
+    let doomed = msg("order.created", Some("o-2"), 4);
+    let doomed_id = doomed.id();
+    backend.enqueue(&mut tx, vec![doomed]).await.unwrap();
+    backend.rollback(tx).await.unwrap();
+
+    let publisher = CollectingPublisher::new();
+    let relay = fast_relay(&*backend, publisher.clone(), 100);
+    assert_eq!(relay.drain().await.unwrap(), 3, "[{name}] drain count");
+    let published = ids(&publisher.published());
+    let mut sorted = published.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "[{name}] published set");
+    let order = HashMap::from([("o-1".to_owned(), expected[..2].to_vec())]);
+    assert_key_order(&name, &publisher.published(), &order);
+    assert!(!published.contains(&doomed_id), "[{name}] rolled-back message published");
+    let stats = backend.store().stats().await.unwrap();
+    assert_eq!(stats.unpublished(), 0, "[{name}] rows left: {stats:?}");
+    assert!(
+        backend.store().get(doomed_id).await.unwrap().is_none(),
+        "[{name}] rolled-back row is visible"
+    );
+}
+
+/// A relay that claimed rows and died without settling them loses them only until its lease
+/// expires; then another relay publishes them.
+pub async fn expired_claims_are_reclaimed<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let mut order: HashMap<String, Vec<Uuid>> = HashMap::new();
+    let mut all = HashSet::new();
+    let mut batch = Vec::new();
+    for n in 0..20u64 {
+        let key = (n % 3 != 0).then(|| format!("k{}", n % 4));
+        let m = msg("e", key.as_deref(), n);
+        if let Some(k) = key {
+            order.entry(k).or_default().push(m.id());
+        }
+        all.insert(m.id());
+        batch.push(m);
+    }
+    commit_messages(&*backend, batch).await.unwrap();
+
+    let store = backend.store();
+    let dead_relay = store.claim(100, Duration::from_millis(300)).await.unwrap();
+    assert_eq!(dead_relay.messages.len(), 20, "[{name}] first claim");
+    let during = store.claim(100, LONG).await.unwrap();
+    assert!(during.messages.is_empty(), "[{name}] leased rows were claimed twice");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+
+    let publisher = CollectingPublisher::new();
+    let relay = fast_relay(&*backend, publisher.clone(), 100);
+    assert_eq!(relay.drain().await.unwrap(), 20, "[{name}] reclaimed after expiry");
+    let published = publisher.published();
+    assert_exactly_once(&name, &published, &all);
+    assert_key_order(&name, &published, &order);
+    assert!(
+        published.iter().all(|e| e.attempts == 0),
+        "[{name}] an expired lease must not count as a failed attempt"
+    );
+}
+
+struct Produced {
+    all: HashSet<Uuid>,
+    order: HashMap<String, Vec<Uuid>>,
+}
+
+/// Runs `producers` tasks, each committing `txs` transactions of `per_tx` messages on keys it
+/// owns (plus unkeyed ones), and returns what was committed in commit order per key.
+async fn produce<B: Backend>(backend: &Shared<B>, producers: usize, txs: usize, per_tx: usize) -> Produced {
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let backend = Arc::clone(backend);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(p as u64 + 7);
+            let mut committed: Vec<(Option<String>, Uuid)> = Vec::new();
+            for t in 0..txs {
+                let mut batch = Vec::new();
+                for i in 0..per_tx {
+                    let key = (rng.u8(..) % 4 != 0).then(|| format!("p{p}-k{}", rng.u8(..4)));
+                    batch.push(msg("load.event", key.as_deref(), (t * per_tx + i) as u64));
+                }
+                let ids: Vec<_> = batch
+                    .iter()
+                    .map(|m| (m.partition_key().map(str::to_owned), m.id()))
+                    .collect();
+                commit_messages(&*backend, batch).await.unwrap();
+                committed.extend(ids);
+            }
+            committed
+        }));
+    }
+    let mut produced = Produced {
+        all: HashSet::new(),
+        order: HashMap::new(),
+    };
+    for task in tasks {
+        for (key, id) in task.await.unwrap() {
+            produced.all.insert(id);
+            if let Some(key) = key {
+                produced.order.entry(key).or_default().push(id);
+            }
+        }
+    }
+    produced
+}
+
+/// Four relays on one table while eight producers commit: every message is published, none
+/// twice (no lease expires here).
+pub async fn four_relays_eight_producers_publish_everything_once<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let publisher = CollectingPublisher::new();
+    let relays: Vec<_> = (0..4)
+        .map(|_| spawn_relay(fast_relay(&*backend, publisher.clone(), 50)))
+        .collect();
+    let produced = produce(&backend, 8, 25, 4).await;
+    let total = produced.all.len();
+    wait_until(WAIT, &format!("[{name}] all {total} messages published"), || {
+        let n = publisher.published().len();
+        async move { n >= total }
+    })
+    .await;
+    stop_relays(relays).await;
+    let published = publisher.published();
+    assert_exactly_once(&name, &published, &produced.all);
+    assert_key_order(&name, &published, &produced.order);
+}
+
+/// Eight producers, four relays and a broker that rejects 20% of publishes at random: for every
+/// key the published sequence is exactly the commit order.
+pub async fn per_key_order_holds_with_random_failures<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let seed = fastrand::u64(..);
+    let rng = Arc::new(std::sync::Mutex::new(fastrand::Rng::with_seed(seed)));
+    let publisher = CollectingPublisher::failing_when(move |_| {
+        let fail = rng.lock().unwrap().f64() < 0.2;
+        fail.then(|| PublishError::rejected("injected failure"))
+    });
+    let retry = RetryPolicy::new(Duration::from_millis(5), Duration::from_millis(40), 2.0, 0.5, 1000)
+        .unwrap();
+    let relays: Vec<_> = (0..4)
+        .map(|_| {
+            let relay = Relay::builder(backend.store(), publisher.clone())
+                .batch_size(40)
+                .poll_interval(Duration::from_millis(10))
+                .lease(LONG)
+                .retry_policy(retry.clone())
+                .build()
+                .unwrap();
+            spawn_relay(relay)
+        })
+        .collect();
+    let produced = produce(&backend, 8, 20, 3).await;
+    let total = produced.all.len();
+    wait_until(WAIT, &format!("[{name}] all {total} messages published (seed {seed})"), || {
+        let n = publisher.published().len();
+        async move { n >= total }
+    })
+    .await;
+    stop_relays(relays).await;
+    let published = publisher.published();
+    assert_exactly_once(&format!("{name} seed {seed}"), &published, &produced.all);
+    assert_key_order(&format!("{name} seed {seed}"), &published, &produced.order);
+    let failures = publisher.attempts().len() - published.len();
+    assert!(failures > 0, "[{name}] the failing broker never failed (seed {seed})");
+}
+
+/// A message that always fails blocks its own key only; it goes dead after the last attempt
+/// with its error kept, and then its key moves on.
+pub async fn poison_message_blocks_only_its_key<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let poison = msg("e", Some("A"), 0).header("poison", "1").unwrap();
+    let poison_id = poison.id();
+    let mut batch = vec![poison];
+    let a_rest: Vec<Message> = (1..4).map(|n| msg("e", Some("A"), n)).collect();
+    let a_ids = a_rest.iter().map(Message::id).collect::<Vec<_>>();
+    batch.extend(a_rest);
+    let others: Vec<Message> = (0..5)
+        .map(|n| msg("e", Some("B"), n))
+        .chain((0..5).map(|n| msg("e", None, n)))
+        .collect();
+    let other_ids: HashSet<Uuid> = others.iter().map(Message::id).collect();
+    batch.extend(others);
+    commit_messages(&*backend, batch).await.unwrap();
+
+    let publisher = CollectingPublisher::failing_when(|env| {
+        env.headers
+            .contains_key("poison")
+            .then(|| PublishError::rejected("consumer schema rejects this payload"))
+    });
+    let retry =
+        RetryPolicy::new(Duration::from_millis(400), Duration::from_secs(2), 2.0, 0.0, 3).unwrap();
+    let relay = Relay::builder(backend.store(), publisher.clone())
+        .batch_size(100)
+        .poll_interval(Duration::from_millis(20))
+        .retry_policy(retry)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let running = spawn_relay(relay);
+
+    wait_until(Duration::from_secs(10), &format!("[{name}] key B and unkeyed published"), || {
+        let done = publisher
+            .published()
+            .iter()
+            .filter(|e| other_ids.contains(&e.id))
+            .count();
+        async move { done == 10 }
+    })
+    .await;
+    let blocked_for = started.elapsed();
+    assert!(
+        blocked_for < Duration::from_millis(1000),
+        "[{name}] other keys waited {blocked_for:?} behind the poison message"
+    );
+    assert!(
+        !publisher.published().iter().any(|e| a_ids.contains(&e.id)),
+        "[{name}] key A overtook its failing head"
+    );
+
+    let store = backend.store();
+    wait_until(WAIT, &format!("[{name}] poison message dead"), || {
+        let store = store.clone();
+        async move { store.stats().await.unwrap().dead == 1 }
+    })
+    .await;
+    wait_until(WAIT, &format!("[{name}] key A resumes after its dead head"), || {
+        let n = publisher.published().len();
+        async move { n == 13 }
+    })
+    .await;
+    stop_relays(vec![running]).await;
+
+    let dead = store.get(poison_id).await.unwrap().expect("dead row kept");
+    assert_eq!(dead.status, Status::Dead, "[{name}] poison status");
+    assert_eq!(dead.envelope.attempts, 3, "[{name}] poison attempts");
+    assert!(
+        dead.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("consumer schema rejects")),
+        "[{name}] last error kept: {:?}",
+        dead.last_error
+    );
+    let a_published: Vec<Uuid> = publisher
+        .published()
+        .iter()
+        .filter(|e| e.partition_key.as_deref() == Some("A"))
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(a_published, a_ids, "[{name}] key A order after the dead head");
+}
+
+/// Attempt times follow the policy: each wait at least the policy's delay, growing, and no
+/// tight retry loop.
+pub async fn backoff_grows_per_policy<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let m = msg("e", Some("k"), 0);
+    let id = m.id();
+    commit_messages(&*backend, vec![m]).await.unwrap();
+    let publisher =
+        CollectingPublisher::failing_when(|_| Some(PublishError::rejected("always fails")));
+    let retry =
+        RetryPolicy::new(Duration::from_millis(150), Duration::from_secs(5), 2.0, 0.0, 4).unwrap();
+    let relay = Relay::builder(backend.store(), publisher.clone())
+        .poll_interval(Duration::from_millis(10))
+        .retry_policy(retry.clone())
+        .build()
+        .unwrap();
+    let running = spawn_relay(relay);
+    let store = backend.store();
+    wait_until(WAIT, &format!("[{name}] message dead after 4 attempts"), || {
+        let store = store.clone();
+        async move { store.stats().await.unwrap().dead == 1 }
+    })
+    .await;
+    stop_relays(vec![running]).await;
+    let attempts: Vec<Instant> = publisher
+        .attempts()
+        .into_iter()
+        .filter(|(a, _)| *a == id)
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(attempts.len(), 4, "[{name}] attempts made");
+    let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    for (i, gap) in gaps.iter().enumerate() {
+        let expected = retry.base_delay(i as u32 + 1);
+        assert!(
+            *gap >= expected.mul_f64(0.9),
+            "[{name}] retry {} came after {gap:?}, policy says {expected:?}",
+            i + 1
+        );
+    }
+    assert!(gaps[2] > gaps[0], "[{name}] backoff did not grow: {gaps:?}");
+}
+
+/// A relay whose lease expired cannot ack, fail or release rows that another relay has since
+/// claimed.
+pub async fn fencing_refuses_stale_settlements<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let batch: Vec<Message> = (0..3).map(|n| msg("e", Some("k"), n)).collect();
+    commit_messages(&*backend, batch).await.unwrap();
+    let store = backend.store();
+    let stale = store.claim(10, Duration::from_millis(200)).await.unwrap();
+    assert_eq!(stale.messages.len(), 3, "[{name}] first claim");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let fresh = store.claim(10, LONG).await.unwrap();
+    assert_eq!(fresh.messages.len(), 3, "[{name}] reclaim after expiry");
+    assert_ne!(stale.token, fresh.token, "[{name}] tokens must differ");
+    let seqs: Vec<i64> = stale.messages.iter().map(|m| m.seq).collect();
+
+    assert_eq!(store.ack(stale.token, &seqs).await.unwrap(), 0, "[{name}] stale ack");
+    let failures: Vec<Failure> = seqs
+        .iter()
+        .map(|&seq| Failure {
+            seq,
+            error: "late".into(),
+            retry_after: None,
+        })
+        .collect();
+    assert_eq!(store.fail(stale.token, &failures).await.unwrap(), 0, "[{name}] stale fail");
+    assert_eq!(store.release(stale.token, &seqs).await.unwrap(), 0, "[{name}] stale release");
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.claimed, stats.dead), (3, 0), "[{name}] rows untouched: {stats:?}");
+
+    assert_eq!(store.ack(fresh.token, &seqs).await.unwrap(), 3, "[{name}] owner's ack");
+    assert_eq!(store.stats().await.unwrap().unpublished(), 0, "[{name}] drained");
+}
+
+/// Ids are taken at insert but rows become visible at commit. A transaction holding a lower id
+/// that commits after one holding a higher id is neither skipped nor allowed to overtake.
+pub async fn sequence_visibility_skips_nothing<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let store = backend.store();
+    let publisher = CollectingPublisher::new();
+    let relay = fast_relay(&*backend, publisher.clone(), 100);
+
+    let early = vec![msg("e", Some("K"), 1), msg("e", None, 2)];
+    let late = vec![msg("e", Some("K"), 3), msg("e", None, 4)];
+    let early_ids: Vec<Uuid> = early.iter().map(Message::id).collect();
+    let late_ids: Vec<Uuid> = late.iter().map(Message::id).collect();
+
+    if backend.concurrent_writers() {
+        // `early` takes the lower ids but commits last.
+        let mut tx_early = backend.begin().await.unwrap();
+        backend.enqueue(&mut tx_early, early).await.unwrap();
+        let mut tx_late = backend.begin().await.unwrap();
+        backend.enqueue(&mut tx_late, late).await.unwrap();
+        backend.commit(tx_late).await.unwrap();
+
+        // The later commit is claimed first and held in flight...
+        let in_flight = store.claim(100, LONG).await.unwrap();
+        assert_eq!(ids(&in_flight.messages), late_ids, "[{name}] first claim");
+        backend.commit(tx_early).await.unwrap();
+        // ...so the key's older-id row, now visible, must wait for it; the unkeyed row need not.
+        let second = store.claim(100, LONG).await.unwrap();
+        assert_eq!(
+            ids(&second.messages),
+            vec![early_ids[1]],
+            "[{name}] key K overtook its in-flight message"
+        );
+        let seqs: Vec<i64> = in_flight.messages.iter().map(|m| m.seq).collect();
+        store.ack(in_flight.token, &seqs).await.unwrap();
+        let seqs: Vec<i64> = second.messages.iter().map(|m| m.seq).collect();
+        store.ack(second.token, &seqs).await.unwrap();
+        assert_eq!(relay.drain().await.unwrap(), 1, "[{name}] the held row");
+        assert_eq!(ids(&publisher.published()), vec![early_ids[0]], "[{name}] last row");
+    } else {
+        // One writer at a time: ids follow commit order by construction. Check nothing is
+        // skipped when a relay drains between commits.
+        commit_messages(&*backend, late).await.unwrap();
+        assert_eq!(relay.drain().await.unwrap(), 2, "[{name}] first commit");
+        commit_messages(&*backend, early).await.unwrap();
+        assert_eq!(relay.drain().await.unwrap(), 2, "[{name}] second commit");
+        let mut expected = late_ids;
+        expected.extend(early_ids);
+        assert_eq!(ids(&publisher.published()), expected, "[{name}] commit order");
+    }
+    assert_eq!(store.stats().await.unwrap().unpublished(), 0, "[{name}] nothing left");
+}
+
+/// Shutdown returns promptly, leaves no row leased, and loses nothing.
+pub async fn graceful_shutdown_loses_nothing<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let batch: Vec<Message> = (0..300u64)
+        .map(|n| msg("e", (n % 2 == 0).then_some("k"), n))
+        .collect();
+    let all: HashSet<Uuid> = batch.iter().map(Message::id).collect();
+    commit_messages(&*backend, batch).await.unwrap();
+
+    let publisher = CollectingPublisher::new();
+    let slow = SlowPublisher::new(publisher.clone(), Duration::from_millis(15));
+    let relay = Relay::builder(backend.store(), slow)
+        .batch_size(100)
+        .lease(LONG)
+        .build()
+        .unwrap();
+    let (stop, handle) = spawn_relay(relay);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let asked = Instant::now();
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(2), "[{name}] shutdown took {took:?}");
+    let stats = backend.store().stats().await.unwrap();
+    assert_eq!(stats.claimed, 0, "[{name}] leases left behind: {stats:?}");
+    let first = publisher.published().len();
+    assert!(first < 300, "[{name}] shutdown came too late to test anything");
+
+    let relay = fast_relay(&*backend, publisher.clone(), 100);
+    relay.drain().await.unwrap();
+    assert_exactly_once(&name, &publisher.published(), &all);
+}
+
+/// The head of a key, claimed by one relay, blocks the rest of that key for every other relay
+/// (the `SKIP LOCKED` trap), while unkeyed rows stay free.
+pub async fn busy_head_blocks_its_key<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let keyed: Vec<Message> = (0..5).map(|n| msg("e", Some("K"), n)).collect();
+    let keyed_ids: Vec<Uuid> = keyed.iter().map(Message::id).collect();
+    let free: Vec<Message> = (0..3).map(|n| msg("e", None, n)).collect();
+    let free_ids: Vec<Uuid> = free.iter().map(Message::id).collect();
+    let mut batch = keyed;
+    batch.extend(free);
+    commit_messages(&*backend, batch).await.unwrap();
+
+    let store = backend.store();
+    let first = store.claim(1, LONG).await.unwrap();
+    assert_eq!(ids(&first.messages), vec![keyed_ids[0]], "[{name}] head claim");
+    let second = store.claim(100, LONG).await.unwrap();
+    assert_eq!(ids(&second.messages), free_ids, "[{name}] key K claimed behind its busy head");
+    let seqs: Vec<i64> = second.messages.iter().map(|m| m.seq).collect();
+    store.ack(second.token, &seqs).await.unwrap();
+    store.ack(first.token, &[first.messages[0].seq]).await.unwrap();
+    let third = store.claim(100, LONG).await.unwrap();
+    assert_eq!(ids(&third.messages), keyed_ids[1..].to_vec(), "[{name}] rest of key K");
+}
+
+/// One key with a deep backlog is claimed many rows at a time, in order.
+pub async fn hot_key_claims_many_rows_in_order<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let batch: Vec<Message> = (0..300).map(|n| msg("e", Some("hot"), n)).collect();
+    let expected: Vec<Uuid> = batch.iter().map(Message::id).collect();
+    commit_messages(&*backend, batch).await.unwrap();
+    let store = backend.store();
+    let claim = store.claim(100, LONG).await.unwrap();
+    assert_eq!(ids(&claim.messages), expected[..100].to_vec(), "[{name}] hot key claim");
+    let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
+    store.release(claim.token, &seqs).await.unwrap();
+
+    let publisher = CollectingPublisher::new();
+    let relay = fast_relay(&*backend, publisher.clone(), 100);
+    assert_eq!(relay.drain().await.unwrap(), 300, "[{name}] drained");
+    assert_eq!(ids(&publisher.published()), expected, "[{name}] hot key order");
+}
+
+/// A delayed message is not claimed before it is due.
+pub async fn delayed_delivery_waits<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let m = msg("e", None, 0).deliver_after(Duration::from_millis(500));
+    let id = m.id();
+    commit_messages(&*backend, vec![m]).await.unwrap();
+    let store = backend.store();
+    let early = store.claim(10, LONG).await.unwrap();
+    assert!(early.messages.is_empty(), "[{name}] delayed message claimed early");
+    tokio::time::sleep(Duration::from_millis(650)).await;
+    let due = store.claim(10, LONG).await.unwrap();
+    assert_eq!(ids(&due.messages), vec![id], "[{name}] due message");
+}
+
+/// A dead message is kept, and an operator's retry makes it publishable again.
+pub async fn dead_messages_can_be_retried<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let m = msg("e", Some("k"), 0);
+    let id = m.id();
+    commit_messages(&*backend, vec![m]).await.unwrap();
+    let store = backend.store();
+    let claim = store.claim(10, LONG).await.unwrap();
+    let failure = Failure {
+        seq: claim.messages[0].seq,
+        error: "gave up".into(),
+        retry_after: None,
+    };
+    assert_eq!(store.fail(claim.token, &[failure]).await.unwrap(), 1, "[{name}] fail");
+    assert_eq!(store.get(id).await.unwrap().unwrap().status, Status::Dead, "[{name}]");
+    assert!(store.claim(10, LONG).await.unwrap().messages.is_empty(), "[{name}] dead claimed");
+
+    assert_eq!(store.retry_dead(Some(Uuid::now_v7())).await.unwrap(), 0, "[{name}] wrong id");
+    assert_eq!(store.retry_dead(Some(id)).await.unwrap(), 1, "[{name}] retry");
+    let revived = store.get(id).await.unwrap().unwrap();
+    assert_eq!(revived.status, Status::Pending, "[{name}] revived status");
+    assert_eq!(revived.envelope.attempts, 0, "[{name}] attempts reset");
+    let publisher = CollectingPublisher::new();
+    let relay = fast_relay(&*backend, publisher.clone(), 10);
+    assert_eq!(relay.drain().await.unwrap(), 1, "[{name}] revived message published");
+    assert_eq!(ids(&publisher.published()), vec![id], "[{name}]");
+}

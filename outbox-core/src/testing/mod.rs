@@ -1,0 +1,124 @@
+//! The conformance suite: one set of tests that every [`Store`] runs against every database it
+//! supports.
+//!
+//! A store crate implements [`Backend`] for each database and expands [`conformance_suite!`]
+//! in a test file:
+//!
+//! ```ignore
+//! outbox_core::conformance_suite!(my_crate_tests::postgres_backend());
+//! ```
+//!
+//! Each test gets a fresh backend (a new, empty outbox table), drives real transactions
+//! through the adapter's own enqueue path, runs real relays, and checks what was published.
+//! Every wait is bounded; a test that runs out of time fails with what it was waiting for.
+
+mod backends;
+mod cases;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use self::backends::{MemoryBackend, SlowPublisher};
+pub use self::cases::*;
+use crate::error::Result;
+use crate::message::Message;
+use crate::store::{Inspect, Store};
+
+/// A database (or memory) under test, with a fresh outbox table.
+pub trait Backend: Send + Sync + 'static {
+    /// The store under test.
+    type Store: Store + Inspect + Clone;
+    /// An open transaction.
+    type Tx: Send + 'static;
+
+    /// A name for failure messages, such as `postgres`.
+    fn name(&self) -> String;
+
+    /// A store on this backend's table. Each call may return a new handle; all share the table.
+    fn store(&self) -> Self::Store;
+
+    /// Begins a transaction.
+    fn begin(&self) -> impl Future<Output = Result<Self::Tx>> + Send;
+
+    /// Enqueues messages in the transaction through the adapter's public enqueue path.
+    fn enqueue(
+        &self,
+        tx: &mut Self::Tx,
+        messages: Vec<Message>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Commits.
+    fn commit(&self, tx: Self::Tx) -> impl Future<Output = Result<()>> + Send;
+
+    /// Rolls back.
+    fn rollback(&self, tx: Self::Tx) -> impl Future<Output = Result<()>> + Send;
+
+    /// Whether two transactions can hold uncommitted outbox rows at once (not on SQLite, which
+    /// has one writer at a time).
+    fn concurrent_writers(&self) -> bool;
+}
+
+/// Commits `messages` in one transaction of their own.
+///
+/// # Errors
+///
+/// Whatever the backend reports.
+pub async fn commit_messages<B: Backend>(backend: &B, messages: Vec<Message>) -> Result<()> {
+    let mut tx = backend.begin().await?;
+    backend.enqueue(&mut tx, messages).await?;
+    backend.commit(tx).await
+}
+
+/// Polls `check` until it returns `true`, panicking with `what` after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each on a fresh backend built by
+/// `$make` (an expression producing a future of a [`Backend`]).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            rolled_back_never_published,
+            expired_claims_are_reclaimed,
+            four_relays_eight_producers_publish_everything_once,
+            per_key_order_holds_with_random_failures,
+            poison_message_blocks_only_its_key,
+            backoff_grows_per_policy,
+            fencing_refuses_stale_settlements,
+            sequence_visibility_skips_nothing,
+            graceful_shutdown_loses_nothing,
+            busy_head_blocks_its_key,
+            hot_key_claims_many_rows_in_order,
+            delayed_delivery_waits,
+            dead_messages_can_be_retried,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let backend = ::std::sync::Arc::new($make.await);
+                $crate::testing::$case(backend).await;
+            }
+        )*
+    };
+}
+
+pub(crate) type Shared<B> = Arc<B>;
