@@ -15,9 +15,7 @@ use crate::error::Result;
 use crate::message::{Envelope, Message};
 use crate::publisher::{PublishError, Publisher};
 use crate::status::Status;
-use crate::store::{
-    Claim, Failure, Inspect, LeaseToken, OutboxStats, Store, StoredMessage,
-};
+use crate::store::{Claim, Failure, Inspect, LeaseToken, OutboxStats, Store, StoredMessage};
 
 #[derive(Debug)]
 struct Row {
@@ -68,7 +66,9 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Starts a transaction: messages enqueued on it appear only when it commits.
@@ -210,11 +210,7 @@ impl Store for MemoryStore {
         std::future::ready(Ok(changed))
     }
 
-    fn release(
-        &self,
-        token: LeaseToken,
-        seqs: &[i64],
-    ) -> impl Future<Output = Result<u64>> + Send {
+    fn release(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send {
         let mut state = self.lock();
         let mut changed = 0;
         for seq in seqs {

@@ -374,7 +374,10 @@ mod tests {
     fn bad_event_types_are_rejected() {
         for bad in ["", "has space", "a..b", ".a", "a>b", "a*", &"x".repeat(256)] {
             let err = Message::bytes(bad, "x").unwrap_err();
-            assert!(matches!(err, Error::InvalidEventType { .. }), "{bad:?}: {err}");
+            assert!(
+                matches!(err, Error::InvalidEventType { .. }),
+                "{bad:?}: {err}"
+            );
         }
         for good in ["order.created", "billing/invoice-paid", "v1:user_signed_up"] {
             Message::bytes(good, "x").unwrap();
@@ -385,7 +388,10 @@ mod tests {
     fn unserializable_payload_is_an_encode_error() {
         struct Fails;
         impl Serialize for Fails {
-            fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                _: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
                 Err(serde::ser::Error::custom("refuses"))
             }
         }

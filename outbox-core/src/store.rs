@@ -72,8 +72,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives rows back unchanged (no attempt counted), for shutdown and for rows that must wait
     /// behind an earlier failure of their key.
-    fn release(&self, token: LeaseToken, seqs: &[i64])
-    -> impl Future<Output = Result<u64>> + Send;
+    fn release(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send;
 }
 
 /// A stored message with its bookkeeping, as inspection shows it.
@@ -143,11 +142,7 @@ impl<S: Store> Store for std::sync::Arc<S> {
         (**self).fail(token, failures)
     }
 
-    fn release(
-        &self,
-        token: LeaseToken,
-        seqs: &[i64],
-    ) -> impl Future<Output = Result<u64>> + Send {
+    fn release(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send {
         (**self).release(token, seqs)
     }
 }

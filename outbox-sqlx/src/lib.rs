@@ -1,1 +1,80 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod database;
+mod error;
+#[cfg(feature = "mysql")]
+mod mysql;
+mod outbox;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod store;
+
+pub use outbox_core::memory;
+pub use outbox_core::relay;
+pub use outbox_core::sql;
+pub use outbox_core::{
+    BatchReport, BoxError, Claim, Codec, Envelope, Error, Failure, Headers, Inspect, Json,
+    LeaseToken, Message, OutboxStats, ParseStatusError, PublishError, Publisher, Relay,
+    RelayBuilder, RelayConfig, Result, RetryDecision, RetryPolicy, Status, Store, StoredMessage,
+    Uuid, WakeHandle,
+};
+#[cfg(feature = "mysql")]
+pub use sqlx::MySql;
+#[cfg(feature = "postgres")]
+pub use sqlx::Postgres;
+#[cfg(feature = "sqlite")]
+pub use sqlx::Sqlite;
+
+pub use self::database::{OutboxConnection, OutboxDatabase};
+pub use self::outbox::Outbox;
+pub use self::store::SqlxStore;
+
+/// The relay store on PostgreSQL.
+#[cfg(feature = "postgres")]
+pub type PgStore = SqlxStore<sqlx::Postgres>;
+/// The relay store on MySQL or MariaDB.
+#[cfg(feature = "mysql")]
+pub type MySqlStore = SqlxStore<sqlx::MySql>;
+/// The relay store on SQLite.
+#[cfg(feature = "sqlite")]
+pub type SqliteStore = SqlxStore<sqlx::Sqlite>;
+
+/// Writes `message` to the default `outbox` table inside the caller's transaction.
+///
+/// Pass the transaction's connection: `enqueue(&mut *tx, message)`. The message becomes visible
+/// to relays when the transaction commits and vanishes with it on rollback.
+///
+/// # Errors
+///
+/// See [`Outbox::enqueue`].
+pub async fn enqueue<C: OutboxConnection>(conn: &mut C, message: Message) -> Result<()> {
+    Outbox::<C::Database>::new().enqueue(conn, message).await
+}
+
+/// Writes several messages to the default `outbox` table in one statement, in order.
+///
+/// # Errors
+///
+/// See [`Outbox::enqueue_all`].
+pub async fn enqueue_all<C, I>(conn: &mut C, messages: I) -> Result<()>
+where
+    C: OutboxConnection,
+    I: IntoIterator<Item = Message>,
+{
+    Outbox::<C::Database>::new()
+        .enqueue_all(conn, messages)
+        .await
+}
+
+/// Creates the default `outbox` table and its indexes if they do not exist.
+///
+/// # Errors
+///
+/// See [`Outbox::migrate`].
+pub async fn migrate<C: OutboxConnection>(conn: &mut C) -> Result<()> {
+    Outbox::<C::Database>::new().migrate(conn).await
+}

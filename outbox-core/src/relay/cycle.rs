@@ -46,7 +46,10 @@ impl<S: Store, P: Publisher> Relay<S, P> {
         let claim = inner
             .store
             .claim(config.batch_size, config.lease)
-            .instrument(tracing::debug_span!("outbox.claim", limit = config.batch_size))
+            .instrument(tracing::debug_span!(
+                "outbox.claim",
+                limit = config.batch_size
+            ))
             .await?;
         let mut report = BatchReport {
             claimed: claim.messages.len() as u64,
@@ -93,7 +96,10 @@ impl<S: Store, P: Publisher> Relay<S, P> {
             let outcomes = inner
                 .publisher
                 .publish(batch)
-                .instrument(tracing::debug_span!("outbox.publish", messages = batch.len()))
+                .instrument(tracing::debug_span!(
+                    "outbox.publish",
+                    messages = batch.len()
+                ))
                 .await;
             debug_assert_eq!(outcomes.len(), batch.len(), "publisher broke its contract");
             let acked_at = SystemTime::now();

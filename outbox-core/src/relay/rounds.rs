@@ -63,7 +63,10 @@ mod tests {
     fn distinct_keys_make_one_round() {
         let (msgs, ends) = plan(vec![env(1, Some("a")), env(2, None), env(3, Some("b"))]);
         assert_eq!(ends, vec![3]);
-        assert_eq!(msgs.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            msgs.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
     }
 
     #[test]

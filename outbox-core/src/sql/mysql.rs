@@ -45,8 +45,7 @@ pub(super) fn statements(table: TableName) -> Statements {
     )];
     let columns = "message_id, event_type, partition_key, aggregate_type, payload, headers, \
                    created_at, available_at";
-    let insert_one =
-        format!("INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, {NOW}, {NOW})");
+    let insert_one = format!("INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, {NOW}, {NOW})");
     let insert_one_delayed = format!(
         "INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, {NOW}, \
          TIMESTAMPADD(MICROSECOND, ?, {NOW}))"
@@ -62,7 +61,9 @@ pub(super) fn statements(table: TableName) -> Statements {
 WHERE id = ? AND lease_token = ?"
     );
     let leased = format!("(lease_token IS NOT NULL AND lease_until > {NOW})");
-    let count = |cond: &str| format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS SIGNED)");
+    let count = |cond: &str| {
+        format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS SIGNED)")
+    };
     let stats = format!(
         "SELECT {}, {}, {}, {}, {}, TIMESTAMPDIFF(MICROSECOND, \
          MIN(CASE WHEN state = {live} THEN created_at END), {NOW}) FROM {t}",

@@ -41,9 +41,7 @@ pub(super) fn statements(table: TableName) -> Statements {
     published_at   timestamptz
 )"
         ),
-        format!(
-            "CREATE UNIQUE INDEX IF NOT EXISTS \"{base}_message_id_key\" ON {t} (message_id)"
-        ),
+        format!("CREATE UNIQUE INDEX IF NOT EXISTS \"{base}_message_id_key\" ON {t} (message_id)"),
         // Per-key order: the older live rows of a key, found without walking its backlog.
         format!(
             "CREATE INDEX IF NOT EXISTS \"{base}_key_idx\" ON {t} (partition_key, id) \
@@ -54,9 +52,7 @@ pub(super) fn statements(table: TableName) -> Statements {
             "CREATE INDEX IF NOT EXISTS \"{base}_busy_idx\" ON {t} (partition_key) \
              WHERE state = {live} AND (lease_token IS NOT NULL OR attempts > 0)"
         ),
-        format!(
-            "CREATE INDEX IF NOT EXISTS \"{base}_dead_idx\" ON {t} (id) WHERE state = {dead}"
-        ),
+        format!("CREATE INDEX IF NOT EXISTS \"{base}_dead_idx\" ON {t} (id) WHERE state = {dead}"),
         format!(
             "CREATE INDEX IF NOT EXISTS \"{base}_published_idx\" ON {t} (published_at) \
              WHERE state = {published}"
@@ -64,8 +60,7 @@ pub(super) fn statements(table: TableName) -> Statements {
     ];
 
     let columns = "message_id, event_type, partition_key, aggregate_type, payload, headers";
-    let insert_one =
-        format!("INSERT INTO {t} ({columns}) VALUES ($1, $2, $3, $4, $5, $6::jsonb)");
+    let insert_one = format!("INSERT INTO {t} ({columns}) VALUES ($1, $2, $3, $4, $5, $6::jsonb)");
     let insert_one_delayed = format!(
         "INSERT INTO {t} ({columns}, available_at) \
          VALUES ($1, $2, $3, $4, $5, $6::jsonb, now() + $7 * interval '1 microsecond')"

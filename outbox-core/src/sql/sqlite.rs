@@ -33,9 +33,7 @@ pub(super) fn statements(table: TableName) -> Statements {
     published_at   INTEGER
 )"
         ),
-        format!(
-            "CREATE UNIQUE INDEX IF NOT EXISTS \"{base}_message_id_key\" ON {t} (message_id)"
-        ),
+        format!("CREATE UNIQUE INDEX IF NOT EXISTS \"{base}_message_id_key\" ON {t} (message_id)"),
         format!(
             "CREATE INDEX IF NOT EXISTS \"{base}_key_idx\" ON {t} (partition_key, id) \
              WHERE state = {live} AND partition_key IS NOT NULL"
@@ -52,12 +50,9 @@ pub(super) fn statements(table: TableName) -> Statements {
     ];
     let columns = "message_id, event_type, partition_key, aggregate_type, payload, headers, \
                    created_at, available_at";
-    let insert_one = format!(
-        "INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, {now}, {now})"
-    );
-    let insert_one_delayed = format!(
-        "INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, {now}, {now} + ?)"
-    );
+    let insert_one = format!("INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, {now}, {now})");
+    let insert_one_delayed =
+        format!("INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, {now}, {now} + ?)");
 
     // SQLite has one writer at a time, so the claim needs no row locks: the statement runs
     // alone. The per-key rule is the same as on PostgreSQL.

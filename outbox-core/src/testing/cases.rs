@@ -49,14 +49,22 @@ fn fast_relay<B: Backend, P: crate::Publisher>(
 /// Runs `relay` in the background until the returned token is cancelled.
 fn spawn_relay<S: Store, P: crate::Publisher>(
     relay: Relay<S, P>,
-) -> (CancellationToken, tokio::task::JoinHandle<crate::Result<()>>) {
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<crate::Result<()>>,
+) {
     let stop = CancellationToken::new();
     let token = stop.clone();
     let handle = tokio::spawn(async move { relay.run(token.cancelled_owned()).await });
     (stop, handle)
 }
 
-async fn stop_relays(relays: Vec<(CancellationToken, tokio::task::JoinHandle<crate::Result<()>>)>) {
+async fn stop_relays(
+    relays: Vec<(
+        CancellationToken,
+        tokio::task::JoinHandle<crate::Result<()>>,
+    )>,
+) {
     for (stop, _) in &relays {
         stop.cancel();
     }
@@ -84,7 +92,10 @@ fn assert_exactly_once(name: &str, published: &[Envelope], expected: &HashSet<Uu
         );
     }
     let missing = expected.len() - seen.len();
-    assert_eq!(missing, 0, "[{name}] {missing} committed messages were not published");
+    assert_eq!(
+        missing, 0,
+        "[{name}] {missing} committed messages were not published"
+    );
 }
 
 /// Asserts that, for every key, published order equals `commit_order[key]`.
@@ -97,7 +108,10 @@ fn assert_key_order(name: &str, published: &[Envelope], commit_order: &HashMap<S
     }
     for (key, expected) in commit_order {
         let got = by_key.get(key.as_str()).cloned().unwrap_or_default();
-        assert_eq!(&got, expected, "[{name}] key {key} published out of commit order");
+        assert_eq!(
+            &got, expected,
+            "[{name}] key {key} published out of commit order"
+        );
     }
 }
 
@@ -127,7 +141,10 @@ pub async fn rolled_back_never_published<B: Backend>(backend: Shared<B>) {
     assert_eq!(sorted, expected, "[{name}] published set");
     let order = HashMap::from([("o-1".to_owned(), expected[..2].to_vec())]);
     assert_key_order(&name, &publisher.published(), &order);
-    assert!(!published.contains(&doomed_id), "[{name}] rolled-back message published");
+    assert!(
+        !published.contains(&doomed_id),
+        "[{name}] rolled-back message published"
+    );
     let stats = backend.store().stats().await.unwrap();
     assert_eq!(stats.unpublished(), 0, "[{name}] rows left: {stats:?}");
     assert!(
@@ -158,12 +175,19 @@ pub async fn expired_claims_are_reclaimed<B: Backend>(backend: Shared<B>) {
     let dead_relay = store.claim(100, Duration::from_millis(300)).await.unwrap();
     assert_eq!(dead_relay.messages.len(), 20, "[{name}] first claim");
     let during = store.claim(100, LONG).await.unwrap();
-    assert!(during.messages.is_empty(), "[{name}] leased rows were claimed twice");
+    assert!(
+        during.messages.is_empty(),
+        "[{name}] leased rows were claimed twice"
+    );
     tokio::time::sleep(Duration::from_millis(450)).await;
 
     let publisher = CollectingPublisher::new();
     let relay = fast_relay(&*backend, publisher.clone(), 100);
-    assert_eq!(relay.drain().await.unwrap(), 20, "[{name}] reclaimed after expiry");
+    assert_eq!(
+        relay.drain().await.unwrap(),
+        20,
+        "[{name}] reclaimed after expiry"
+    );
     let published = publisher.published();
     assert_exactly_once(&name, &published, &all);
     assert_key_order(&name, &published, &order);
@@ -180,7 +204,12 @@ struct Produced {
 
 /// Runs `producers` tasks, each committing `txs` transactions of `per_tx` messages on keys it
 /// owns (plus unkeyed ones), and returns what was committed in commit order per key.
-async fn produce<B: Backend>(backend: &Shared<B>, producers: usize, txs: usize, per_tx: usize) -> Produced {
+async fn produce<B: Backend>(
+    backend: &Shared<B>,
+    producers: usize,
+    txs: usize,
+    per_tx: usize,
+) -> Produced {
     let mut tasks = Vec::new();
     for p in 0..producers {
         let backend = Arc::clone(backend);
@@ -228,10 +257,14 @@ pub async fn four_relays_eight_producers_publish_everything_once<B: Backend>(bac
         .collect();
     let produced = produce(&backend, 8, 25, 4).await;
     let total = produced.all.len();
-    wait_until(WAIT, &format!("[{name}] all {total} messages published"), || {
-        let n = publisher.published().len();
-        async move { n >= total }
-    })
+    wait_until(
+        WAIT,
+        &format!("[{name}] all {total} messages published"),
+        || {
+            let n = publisher.published().len();
+            async move { n >= total }
+        },
+    )
     .await;
     stop_relays(relays).await;
     let published = publisher.published();
@@ -249,8 +282,14 @@ pub async fn per_key_order_holds_with_random_failures<B: Backend>(backend: Share
         let fail = rng.lock().unwrap().f64() < 0.2;
         fail.then(|| PublishError::rejected("injected failure"))
     });
-    let retry = RetryPolicy::new(Duration::from_millis(5), Duration::from_millis(40), 2.0, 0.5, 1000)
-        .unwrap();
+    let retry = RetryPolicy::new(
+        Duration::from_millis(5),
+        Duration::from_millis(40),
+        2.0,
+        0.5,
+        1000,
+    )
+    .unwrap();
     let relays: Vec<_> = (0..4)
         .map(|_| {
             let relay = Relay::builder(backend.store(), publisher.clone())
@@ -265,17 +304,24 @@ pub async fn per_key_order_holds_with_random_failures<B: Backend>(backend: Share
         .collect();
     let produced = produce(&backend, 8, 20, 3).await;
     let total = produced.all.len();
-    wait_until(WAIT, &format!("[{name}] all {total} messages published (seed {seed})"), || {
-        let n = publisher.published().len();
-        async move { n >= total }
-    })
+    wait_until(
+        WAIT,
+        &format!("[{name}] all {total} messages published (seed {seed})"),
+        || {
+            let n = publisher.published().len();
+            async move { n >= total }
+        },
+    )
     .await;
     stop_relays(relays).await;
     let published = publisher.published();
     assert_exactly_once(&format!("{name} seed {seed}"), &published, &produced.all);
     assert_key_order(&format!("{name} seed {seed}"), &published, &produced.order);
     let failures = publisher.attempts().len() - published.len();
-    assert!(failures > 0, "[{name}] the failing broker never failed (seed {seed})");
+    assert!(
+        failures > 0,
+        "[{name}] the failing broker never failed (seed {seed})"
+    );
 }
 
 /// A message that always fails blocks its own key only; it goes dead after the last attempt
@@ -301,8 +347,14 @@ pub async fn poison_message_blocks_only_its_key<B: Backend>(backend: Shared<B>) 
             .contains_key("poison")
             .then(|| PublishError::rejected("consumer schema rejects this payload"))
     });
-    let retry =
-        RetryPolicy::new(Duration::from_millis(400), Duration::from_secs(2), 2.0, 0.0, 3).unwrap();
+    let retry = RetryPolicy::new(
+        Duration::from_millis(400),
+        Duration::from_secs(2),
+        2.0,
+        0.0,
+        3,
+    )
+    .unwrap();
     let relay = Relay::builder(backend.store(), publisher.clone())
         .batch_size(100)
         .poll_interval(Duration::from_millis(20))
@@ -312,14 +364,18 @@ pub async fn poison_message_blocks_only_its_key<B: Backend>(backend: Shared<B>) 
     let started = Instant::now();
     let running = spawn_relay(relay);
 
-    wait_until(Duration::from_secs(10), &format!("[{name}] key B and unkeyed published"), || {
-        let done = publisher
-            .published()
-            .iter()
-            .filter(|e| other_ids.contains(&e.id))
-            .count();
-        async move { done == 10 }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        &format!("[{name}] key B and unkeyed published"),
+        || {
+            let done = publisher
+                .published()
+                .iter()
+                .filter(|e| other_ids.contains(&e.id))
+                .count();
+            async move { done == 10 }
+        },
+    )
     .await;
     let blocked_for = started.elapsed();
     assert!(
@@ -337,10 +393,14 @@ pub async fn poison_message_blocks_only_its_key<B: Backend>(backend: Shared<B>) 
         async move { store.stats().await.unwrap().dead == 1 }
     })
     .await;
-    wait_until(WAIT, &format!("[{name}] key A resumes after its dead head"), || {
-        let n = publisher.published().len();
-        async move { n == 13 }
-    })
+    wait_until(
+        WAIT,
+        &format!("[{name}] key A resumes after its dead head"),
+        || {
+            let n = publisher.published().len();
+            async move { n == 13 }
+        },
+    )
     .await;
     stop_relays(vec![running]).await;
 
@@ -360,7 +420,10 @@ pub async fn poison_message_blocks_only_its_key<B: Backend>(backend: Shared<B>) 
         .filter(|e| e.partition_key.as_deref() == Some("A"))
         .map(|e| e.id)
         .collect();
-    assert_eq!(a_published, a_ids, "[{name}] key A order after the dead head");
+    assert_eq!(
+        a_published, a_ids,
+        "[{name}] key A order after the dead head"
+    );
 }
 
 /// Attempt times follow the policy: each wait at least the policy's delay, growing, and no
@@ -372,8 +435,14 @@ pub async fn backoff_grows_per_policy<B: Backend>(backend: Shared<B>) {
     commit_messages(&*backend, vec![m]).await.unwrap();
     let publisher =
         CollectingPublisher::failing_when(|_| Some(PublishError::rejected("always fails")));
-    let retry =
-        RetryPolicy::new(Duration::from_millis(150), Duration::from_secs(5), 2.0, 0.0, 4).unwrap();
+    let retry = RetryPolicy::new(
+        Duration::from_millis(150),
+        Duration::from_secs(5),
+        2.0,
+        0.0,
+        4,
+    )
+    .unwrap();
     let relay = Relay::builder(backend.store(), publisher.clone())
         .poll_interval(Duration::from_millis(10))
         .retry_policy(retry.clone())
@@ -381,10 +450,14 @@ pub async fn backoff_grows_per_policy<B: Backend>(backend: Shared<B>) {
         .unwrap();
     let running = spawn_relay(relay);
     let store = backend.store();
-    wait_until(WAIT, &format!("[{name}] message dead after 4 attempts"), || {
-        let store = store.clone();
-        async move { store.stats().await.unwrap().dead == 1 }
-    })
+    wait_until(
+        WAIT,
+        &format!("[{name}] message dead after 4 attempts"),
+        || {
+            let store = store.clone();
+            async move { store.stats().await.unwrap().dead == 1 }
+        },
+    )
     .await;
     stop_relays(vec![running]).await;
     let attempts: Vec<Instant> = publisher
@@ -421,7 +494,11 @@ pub async fn fencing_refuses_stale_settlements<B: Backend>(backend: Shared<B>) {
     assert_ne!(stale.token, fresh.token, "[{name}] tokens must differ");
     let seqs: Vec<i64> = stale.messages.iter().map(|m| m.seq).collect();
 
-    assert_eq!(store.ack(stale.token, &seqs).await.unwrap(), 0, "[{name}] stale ack");
+    assert_eq!(
+        store.ack(stale.token, &seqs).await.unwrap(),
+        0,
+        "[{name}] stale ack"
+    );
     let failures: Vec<Failure> = seqs
         .iter()
         .map(|&seq| Failure {
@@ -430,13 +507,33 @@ pub async fn fencing_refuses_stale_settlements<B: Backend>(backend: Shared<B>) {
             retry_after: None,
         })
         .collect();
-    assert_eq!(store.fail(stale.token, &failures).await.unwrap(), 0, "[{name}] stale fail");
-    assert_eq!(store.release(stale.token, &seqs).await.unwrap(), 0, "[{name}] stale release");
+    assert_eq!(
+        store.fail(stale.token, &failures).await.unwrap(),
+        0,
+        "[{name}] stale fail"
+    );
+    assert_eq!(
+        store.release(stale.token, &seqs).await.unwrap(),
+        0,
+        "[{name}] stale release"
+    );
     let stats = store.stats().await.unwrap();
-    assert_eq!((stats.claimed, stats.dead), (3, 0), "[{name}] rows untouched: {stats:?}");
+    assert_eq!(
+        (stats.claimed, stats.dead),
+        (3, 0),
+        "[{name}] rows untouched: {stats:?}"
+    );
 
-    assert_eq!(store.ack(fresh.token, &seqs).await.unwrap(), 3, "[{name}] owner's ack");
-    assert_eq!(store.stats().await.unwrap().unpublished(), 0, "[{name}] drained");
+    assert_eq!(
+        store.ack(fresh.token, &seqs).await.unwrap(),
+        3,
+        "[{name}] owner's ack"
+    );
+    assert_eq!(
+        store.stats().await.unwrap().unpublished(),
+        0,
+        "[{name}] drained"
+    );
 }
 
 /// Ids are taken at insert but rows become visible at commit. A transaction holding a lower id
@@ -476,7 +573,11 @@ pub async fn sequence_visibility_skips_nothing<B: Backend>(backend: Shared<B>) {
         let seqs: Vec<i64> = second.messages.iter().map(|m| m.seq).collect();
         store.ack(second.token, &seqs).await.unwrap();
         assert_eq!(relay.drain().await.unwrap(), 1, "[{name}] the held row");
-        assert_eq!(ids(&publisher.published()), vec![early_ids[0]], "[{name}] last row");
+        assert_eq!(
+            ids(&publisher.published()),
+            vec![early_ids[0]],
+            "[{name}] last row"
+        );
     } else {
         // One writer at a time: ids follow commit order by construction. Check nothing is
         // skipped when a relay drains between commits.
@@ -486,9 +587,17 @@ pub async fn sequence_visibility_skips_nothing<B: Backend>(backend: Shared<B>) {
         assert_eq!(relay.drain().await.unwrap(), 2, "[{name}] second commit");
         let mut expected = late_ids;
         expected.extend(early_ids);
-        assert_eq!(ids(&publisher.published()), expected, "[{name}] commit order");
+        assert_eq!(
+            ids(&publisher.published()),
+            expected,
+            "[{name}] commit order"
+        );
     }
-    assert_eq!(store.stats().await.unwrap().unpublished(), 0, "[{name}] nothing left");
+    assert_eq!(
+        store.stats().await.unwrap().unpublished(),
+        0,
+        "[{name}] nothing left"
+    );
 }
 
 /// Shutdown returns promptly, leaves no row leased, and loses nothing.
@@ -513,11 +622,17 @@ pub async fn graceful_shutdown_loses_nothing<B: Backend>(backend: Shared<B>) {
     stop.cancel();
     handle.await.unwrap().unwrap();
     let took = asked.elapsed();
-    assert!(took < Duration::from_secs(2), "[{name}] shutdown took {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "[{name}] shutdown took {took:?}"
+    );
     let stats = backend.store().stats().await.unwrap();
     assert_eq!(stats.claimed, 0, "[{name}] leases left behind: {stats:?}");
     let first = publisher.published().len();
-    assert!(first < 300, "[{name}] shutdown came too late to test anything");
+    assert!(
+        first < 300,
+        "[{name}] shutdown came too late to test anything"
+    );
 
     let relay = fast_relay(&*backend, publisher.clone(), 100);
     relay.drain().await.unwrap();
@@ -538,14 +653,29 @@ pub async fn busy_head_blocks_its_key<B: Backend>(backend: Shared<B>) {
 
     let store = backend.store();
     let first = store.claim(1, LONG).await.unwrap();
-    assert_eq!(ids(&first.messages), vec![keyed_ids[0]], "[{name}] head claim");
+    assert_eq!(
+        ids(&first.messages),
+        vec![keyed_ids[0]],
+        "[{name}] head claim"
+    );
     let second = store.claim(100, LONG).await.unwrap();
-    assert_eq!(ids(&second.messages), free_ids, "[{name}] key K claimed behind its busy head");
+    assert_eq!(
+        ids(&second.messages),
+        free_ids,
+        "[{name}] key K claimed behind its busy head"
+    );
     let seqs: Vec<i64> = second.messages.iter().map(|m| m.seq).collect();
     store.ack(second.token, &seqs).await.unwrap();
-    store.ack(first.token, &[first.messages[0].seq]).await.unwrap();
+    store
+        .ack(first.token, &[first.messages[0].seq])
+        .await
+        .unwrap();
     let third = store.claim(100, LONG).await.unwrap();
-    assert_eq!(ids(&third.messages), keyed_ids[1..].to_vec(), "[{name}] rest of key K");
+    assert_eq!(
+        ids(&third.messages),
+        keyed_ids[1..].to_vec(),
+        "[{name}] rest of key K"
+    );
 }
 
 /// One key with a deep backlog is claimed many rows at a time, in order.
@@ -556,14 +686,22 @@ pub async fn hot_key_claims_many_rows_in_order<B: Backend>(backend: Shared<B>) {
     commit_messages(&*backend, batch).await.unwrap();
     let store = backend.store();
     let claim = store.claim(100, LONG).await.unwrap();
-    assert_eq!(ids(&claim.messages), expected[..100].to_vec(), "[{name}] hot key claim");
+    assert_eq!(
+        ids(&claim.messages),
+        expected[..100].to_vec(),
+        "[{name}] hot key claim"
+    );
     let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
     store.release(claim.token, &seqs).await.unwrap();
 
     let publisher = CollectingPublisher::new();
     let relay = fast_relay(&*backend, publisher.clone(), 100);
     assert_eq!(relay.drain().await.unwrap(), 300, "[{name}] drained");
-    assert_eq!(ids(&publisher.published()), expected, "[{name}] hot key order");
+    assert_eq!(
+        ids(&publisher.published()),
+        expected,
+        "[{name}] hot key order"
+    );
 }
 
 /// A delayed message is not claimed before it is due.
@@ -574,7 +712,10 @@ pub async fn delayed_delivery_waits<B: Backend>(backend: Shared<B>) {
     commit_messages(&*backend, vec![m]).await.unwrap();
     let store = backend.store();
     let early = store.claim(10, LONG).await.unwrap();
-    assert!(early.messages.is_empty(), "[{name}] delayed message claimed early");
+    assert!(
+        early.messages.is_empty(),
+        "[{name}] delayed message claimed early"
+    );
     tokio::time::sleep(Duration::from_millis(650)).await;
     let due = store.claim(10, LONG).await.unwrap();
     assert_eq!(ids(&due.messages), vec![id], "[{name}] due message");
@@ -593,17 +734,40 @@ pub async fn dead_messages_can_be_retried<B: Backend>(backend: Shared<B>) {
         error: "gave up".into(),
         retry_after: None,
     };
-    assert_eq!(store.fail(claim.token, &[failure]).await.unwrap(), 1, "[{name}] fail");
-    assert_eq!(store.get(id).await.unwrap().unwrap().status, Status::Dead, "[{name}]");
-    assert!(store.claim(10, LONG).await.unwrap().messages.is_empty(), "[{name}] dead claimed");
+    assert_eq!(
+        store.fail(claim.token, &[failure]).await.unwrap(),
+        1,
+        "[{name}] fail"
+    );
+    assert_eq!(
+        store.get(id).await.unwrap().unwrap().status,
+        Status::Dead,
+        "[{name}]"
+    );
+    assert!(
+        store.claim(10, LONG).await.unwrap().messages.is_empty(),
+        "[{name}] dead claimed"
+    );
 
-    assert_eq!(store.retry_dead(Some(Uuid::now_v7())).await.unwrap(), 0, "[{name}] wrong id");
-    assert_eq!(store.retry_dead(Some(id)).await.unwrap(), 1, "[{name}] retry");
+    assert_eq!(
+        store.retry_dead(Some(Uuid::now_v7())).await.unwrap(),
+        0,
+        "[{name}] wrong id"
+    );
+    assert_eq!(
+        store.retry_dead(Some(id)).await.unwrap(),
+        1,
+        "[{name}] retry"
+    );
     let revived = store.get(id).await.unwrap().unwrap();
     assert_eq!(revived.status, Status::Pending, "[{name}] revived status");
     assert_eq!(revived.envelope.attempts, 0, "[{name}] attempts reset");
     let publisher = CollectingPublisher::new();
     let relay = fast_relay(&*backend, publisher.clone(), 10);
-    assert_eq!(relay.drain().await.unwrap(), 1, "[{name}] revived message published");
+    assert_eq!(
+        relay.drain().await.unwrap(),
+        1,
+        "[{name}] revived message published"
+    );
     assert_eq!(ids(&publisher.published()), vec![id], "[{name}]");
 }

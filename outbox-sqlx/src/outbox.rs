@@ -1,0 +1,154 @@
+//! `Outbox`: one outbox table on one database, and the enqueue path.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use outbox_core::sql::{Statements, TableName};
+use outbox_core::{DEFAULT_MAX_PAYLOAD_BYTES, Message, Result, check_payload_size};
+use sqlx::Pool;
+
+use crate::database::{OutboxConnection, OutboxDatabase};
+use crate::store::SqlxStore;
+
+/// An outbox table on a database: where messages are enqueued and what the relay's store reads.
+///
+/// The free functions [`enqueue`](crate::enqueue) and [`enqueue_all`](crate::enqueue_all) use
+/// the default table `outbox`; build an `Outbox` to use another table or payload limit.
+///
+/// ```
+/// use outbox_sqlx::{Outbox, Postgres};
+///
+/// let outbox = Outbox::<Postgres>::with_table("billing.outbox")?.max_payload_bytes(64 * 1024);
+/// assert_eq!(outbox.table().to_string(), "billing.outbox");
+/// assert!(Outbox::<Postgres>::with_table("outbox; DROP TABLE users").is_err());
+/// # Ok::<(), outbox_sqlx::Error>(())
+/// ```
+pub struct Outbox<DB: OutboxDatabase> {
+    statements: Arc<Statements>,
+    max_payload: usize,
+    _db: PhantomData<fn() -> DB>,
+}
+
+impl<DB: OutboxDatabase> Clone for Outbox<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            statements: Arc::clone(&self.statements),
+            max_payload: self.max_payload,
+            _db: PhantomData,
+        }
+    }
+}
+
+impl<DB: OutboxDatabase> std::fmt::Debug for Outbox<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("dialect", &DB::DIALECT)
+            .field("table", &self.statements.table)
+            .field("max_payload", &self.max_payload)
+            .finish()
+    }
+}
+
+impl<DB: OutboxDatabase> Default for Outbox<DB> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<DB: OutboxDatabase> Outbox<DB> {
+    /// The default table, `outbox`.
+    pub fn new() -> Self {
+        Self {
+            statements: Arc::clone(DB::default_statements()),
+            max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
+            _db: PhantomData,
+        }
+    }
+
+    /// Another table, optionally schema-qualified (`schema.table`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTableName`](outbox_core::Error::InvalidTableName) unless the name is a plain identifier.
+    pub fn with_table(name: &str) -> Result<Self> {
+        let table = TableName::new(name)?;
+        Ok(Self {
+            statements: Arc::new(Statements::new(DB::DIALECT, table)),
+            max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
+            _db: PhantomData,
+        })
+    }
+
+    /// The largest payload accepted at enqueue (default 1 MiB).
+    #[must_use]
+    pub fn max_payload_bytes(mut self, limit: usize) -> Self {
+        self.max_payload = limit;
+        self
+    }
+
+    /// The table.
+    pub fn table(&self) -> &TableName {
+        &self.statements.table
+    }
+
+    /// The SQL this outbox sends.
+    pub fn statements(&self) -> &Statements {
+        &self.statements
+    }
+
+    /// Writes `message` in the caller's transaction. It becomes visible to relays when the
+    /// transaction commits, and disappears with it on rollback.
+    ///
+    /// # Errors
+    ///
+    /// [`PayloadTooLarge`](crate::Error::PayloadTooLarge) before anything is written;
+    /// [`MissingTable`](crate::Error::MissingTable) when the migration has not run;
+    /// [`Database`](crate::Error::Database) for anything else the driver reports. Return
+    /// the error from your transaction block so the business change rolls back with it.
+    pub async fn enqueue<C>(&self, conn: &mut C, message: Message) -> Result<()>
+    where
+        C: OutboxConnection,
+    {
+        check_payload_size(message.payload().len(), self.max_payload)?;
+        C::Database::insert(conn, &self.statements, std::slice::from_ref(&message)).await
+    }
+
+    /// Writes several messages in one statement, in order.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Outbox::enqueue`]; nothing is written if any message is rejected.
+    pub async fn enqueue_all<C, I>(&self, conn: &mut C, messages: I) -> Result<()>
+    where
+        C: OutboxConnection,
+        I: IntoIterator<Item = Message>,
+    {
+        let messages: Vec<Message> = messages.into_iter().collect();
+        for message in &messages {
+            check_payload_size(message.payload().len(), self.max_payload)?;
+        }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        C::Database::insert(conn, &self.statements, &messages).await
+    }
+
+    /// Creates the outbox table and its indexes if they do not exist. Safe to run repeatedly.
+    ///
+    /// # Errors
+    ///
+    /// [`Database`](crate::Error::Database) when a statement fails (for example, no permission to create
+    /// tables).
+    pub async fn migrate<C: OutboxConnection>(&self, conn: &mut C) -> Result<()> {
+        C::Database::run_script(conn, &self.statements).await
+    }
+
+    /// A relay store reading this outbox through `pool`.
+    pub fn store(&self, pool: Pool<DB>) -> SqlxStore<DB> {
+        SqlxStore::new(pool).with_outbox(self.clone())
+    }
+
+    pub(crate) fn shared_statements(&self) -> &Arc<Statements> {
+        &self.statements
+    }
+}

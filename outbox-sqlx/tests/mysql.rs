@@ -1,0 +1,39 @@
+//! The conformance suite and adapter tests on MySQL/MariaDB (`OUTBOX_TEST_MYSQL_URL`, default
+//! `mysql://root@127.0.0.1:3306/test`).
+
+mod common;
+
+use common::{MYSQL_DEFAULT, SqlxBackend, connect_or_explain, stale, url};
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::{Executor, MySql};
+
+async fn pool() -> MySqlPool {
+    let url = url("OUTBOX_TEST_MYSQL_URL", MYSQL_DEFAULT);
+    let pool = connect_or_explain(
+        "MariaDB/MySQL",
+        &url,
+        MySqlPoolOptions::new().max_connections(12).connect(&url),
+    )
+    .await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+         WHERE table_schema = DATABASE() AND table_name LIKE 'outbox\\_t\\_%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for table in stale(tables) {
+        let _ = pool
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP TABLE IF EXISTS `{table}`"
+            )))
+            .await;
+    }
+    pool
+}
+
+async fn backend() -> SqlxBackend<MySql> {
+    SqlxBackend::new("mysql", pool().await, true).await
+}
+
+outbox_core::conformance_suite!(backend());
