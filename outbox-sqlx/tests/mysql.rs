@@ -37,3 +37,12 @@ async fn backend() -> SqlxBackend<MySql> {
 }
 
 outbox_core::conformance_suite!(backend());
+
+type DbUnderTest = MySql;
+
+adapter_tests!(
+    pool().await,
+    "CREATE TABLE `{}` (id BIGINT PRIMARY KEY) ENGINE=InnoDB",
+    "INSERT INTO `{}` (id) VALUES (?)",
+    "SELECT COUNT(*) FROM `{}`"
+);

@@ -36,3 +36,12 @@ async fn backend() -> SqlxBackend<Postgres> {
 }
 
 outbox_core::conformance_suite!(backend());
+
+type DbUnderTest = Postgres;
+
+adapter_tests!(
+    pool().await,
+    "CREATE TABLE \"{}\" (id bigint PRIMARY KEY)",
+    "INSERT INTO \"{}\" (id) VALUES ($1)",
+    "SELECT count(*) FROM \"{}\""
+);

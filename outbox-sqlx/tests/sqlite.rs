@@ -30,3 +30,12 @@ async fn backend() -> SqlxBackend<Sqlite> {
 }
 
 outbox_core::conformance_suite!(backend());
+
+type DbUnderTest = Sqlite;
+
+adapter_tests!(
+    pool().await,
+    "CREATE TABLE \"{}\" (id INTEGER PRIMARY KEY)",
+    "INSERT INTO \"{}\" (id) VALUES (?)",
+    "SELECT count(*) FROM \"{}\""
+);

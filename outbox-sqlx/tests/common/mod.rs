@@ -128,3 +128,169 @@ where
         self.concurrent_writers
     }
 }
+
+/// Adapter tests shared by every database: what an application sees when input is bad.
+///
+/// `$pool` is an async expression giving a pool; `$create` creates a business table named by
+/// `{}`; `$insert` inserts one id into it (one parameter); `$count` counts its rows.
+#[macro_export]
+macro_rules! adapter_tests {
+    ($pool:expr, $create:expr, $insert:expr, $count:expr) => {
+        async fn business_table(pool: &sqlx::Pool<DbUnderTest>) -> String {
+            let table = format!("biz_{}", $crate::common::fresh_table());
+            sqlx::query(sqlx::AssertSqlSafe(format!($create, table)))
+                .execute(pool)
+                .await
+                .unwrap();
+            table
+        }
+
+        async fn business_rows(pool: &sqlx::Pool<DbUnderTest>, table: &str) -> i64 {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!($count, table)))
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
+
+        /// What an application handler looks like: business write, build and enqueue the
+        /// message, commit; any error returns early and drops (rolls back) the transaction.
+        async fn place_order(
+            pool: &sqlx::Pool<DbUnderTest>,
+            outbox: &outbox_sqlx::Outbox<DbUnderTest>,
+            table: &str,
+            build: impl FnOnce() -> outbox_sqlx::Result<outbox_sqlx::Message>,
+        ) -> outbox_sqlx::Result<()> {
+            let mut tx = pool.begin().await.map_err(outbox_sqlx::Error::database)?;
+            sqlx::query(sqlx::AssertSqlSafe(format!($insert, table)))
+                .bind(1_i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(outbox_sqlx::Error::database)?;
+            let message = build()?;
+            outbox.enqueue(&mut *tx, message).await?;
+            tx.commit().await.map_err(outbox_sqlx::Error::database)
+        }
+
+        async fn migrated_outbox(pool: &sqlx::Pool<DbUnderTest>) -> outbox_sqlx::Outbox<DbUnderTest> {
+            let outbox = outbox_sqlx::Outbox::with_table(&$crate::common::fresh_table()).unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            outbox.migrate(&mut *conn).await.unwrap();
+            outbox.migrate(&mut *conn).await.expect("migrate is idempotent");
+            outbox
+        }
+
+        #[tokio::test]
+        async fn missing_table_error_says_to_migrate() {
+            let pool = $pool;
+            let outbox = outbox_sqlx::Outbox::<DbUnderTest>::with_table(&$crate::common::fresh_table())
+                .unwrap();
+            let table = business_table(&pool).await;
+            let err = place_order(&pool, &outbox, &table, || {
+                outbox_sqlx::Message::json("order.created", &serde_json::json!({}))
+            })
+            .await
+            .unwrap_err();
+            assert!(matches!(err, outbox_sqlx::Error::MissingTable { .. }), "{err:?}");
+            assert!(err.to_string().contains("outbox migrate"), "{err}");
+            assert_eq!(business_rows(&pool, &table).await, 0, "business change committed");
+
+            let store = outbox.store(pool.clone());
+            let err = outbox_sqlx::Store::claim(&store, 10, std::time::Duration::from_secs(5))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, outbox_sqlx::Error::MissingTable { .. }), "{err:?}");
+            let relay = outbox_sqlx::Relay::builder(store, outbox_core::memory::NullPublisher)
+                .build()
+                .unwrap();
+            let err = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                relay.run(std::future::pending()),
+            )
+            .await
+            .expect("relay must stop on a missing table")
+            .unwrap_err();
+            assert!(matches!(err, outbox_sqlx::Error::MissingTable { .. }), "{err:?}");
+        }
+
+        #[tokio::test]
+        async fn oversized_payload_rolls_back_the_business_change() {
+            let pool = $pool;
+            let outbox = migrated_outbox(&pool).await.max_payload_bytes(1024);
+            let table = business_table(&pool).await;
+            let err = place_order(&pool, &outbox, &table, || {
+                outbox_sqlx::Message::bytes("blob.stored", vec![7_u8; 2048])
+            })
+            .await
+            .unwrap_err();
+            assert!(
+                matches!(err, outbox_sqlx::Error::PayloadTooLarge { size: 2048, limit: 1024 }),
+                "{err:?}"
+            );
+            assert_eq!(business_rows(&pool, &table).await, 0, "business change committed");
+            let stats = outbox_sqlx::Inspect::stats(&outbox.store(pool.clone())).await.unwrap();
+            assert_eq!(stats.unpublished(), 0, "half-written outbox row");
+        }
+
+        #[tokio::test]
+        async fn unserializable_payload_rolls_back_the_business_change() {
+            struct Unserializable;
+            impl serde::Serialize for Unserializable {
+                fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                    Err(serde::ser::Error::custom("a map with non-string keys"))
+                }
+            }
+            let pool = $pool;
+            let outbox = migrated_outbox(&pool).await;
+            let table = business_table(&pool).await;
+            let err = place_order(&pool, &outbox, &table, || {
+                outbox_sqlx::Message::json("order.created", &Unserializable)
+            })
+            .await
+            .unwrap_err();
+            assert!(matches!(err, outbox_sqlx::Error::Encode { .. }), "{err:?}");
+            assert_eq!(business_rows(&pool, &table).await, 0, "business change committed");
+        }
+
+        #[tokio::test]
+        async fn committed_order_and_message_land_together() {
+            let pool = $pool;
+            let outbox = migrated_outbox(&pool).await;
+            let table = business_table(&pool).await;
+            let message = outbox_sqlx::Message::json("order.created", &serde_json::json!({"id": 1}))
+                .unwrap()
+                .key(1)
+                .unwrap();
+            let id = message.id();
+            place_order(&pool, &outbox, &table, move || Ok(message)).await.unwrap();
+            assert_eq!(business_rows(&pool, &table).await, 1);
+            let store = outbox.store(pool.clone());
+            let stored = outbox_sqlx::Inspect::get(&store, id).await.unwrap().expect("row written");
+            assert_eq!(stored.status, outbox_sqlx::Status::Pending);
+            assert_eq!(stored.envelope.partition_key.as_deref(), Some("1"));
+        }
+
+        #[tokio::test]
+        async fn enqueue_all_writes_in_order_with_one_statement_per_batch() {
+            let pool = $pool;
+            let outbox = migrated_outbox(&pool).await;
+            let messages: Vec<_> = (0..25)
+                .map(|n| {
+                    outbox_sqlx::Message::json("e", &serde_json::json!({"n": n}))
+                        .unwrap()
+                        .key("k")
+                        .unwrap()
+                })
+                .collect();
+            let ids: Vec<_> = messages.iter().map(outbox_sqlx::Message::id).collect();
+            let mut tx = pool.begin().await.unwrap();
+            outbox.enqueue_all(&mut *tx, messages).await.unwrap();
+            tx.commit().await.unwrap();
+            let store = outbox.store(pool.clone());
+            let claim = outbox_sqlx::Store::claim(&store, 100, std::time::Duration::from_secs(30))
+                .await
+                .unwrap();
+            let claimed: Vec<_> = claim.messages.iter().map(|m| m.id).collect();
+            assert_eq!(claimed, ids);
+        }
+    };
+}
