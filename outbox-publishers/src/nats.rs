@@ -101,7 +101,10 @@ impl NatsPublisher {
 
     /// Chooses subjects with `map`.
     #[must_use]
-    pub fn subject_with(mut self, map: impl Fn(&Envelope) -> String + Send + Sync + 'static) -> Self {
+    pub fn subject_with(
+        mut self,
+        map: impl Fn(&Envelope) -> String + Send + Sync + 'static,
+    ) -> Self {
         self.subjects = SubjectMapper::Custom(Arc::new(map));
         self
     }
@@ -132,9 +135,9 @@ impl NatsPublisher {
 
 fn classify(err: jetstream::context::PublishError) -> PublishError {
     match err.kind() {
-        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => {
-            PublishError::unavailable(err)
-        }
+        PublishErrorKind::TimedOut
+        | PublishErrorKind::BrokenPipe
+        | PublishErrorKind::MaxAckPending => PublishError::unavailable(err),
         _ => PublishError::rejected(err),
     }
 }
@@ -144,7 +147,11 @@ impl Publisher for NatsPublisher {
         let mut pending = Vec::with_capacity(batch.len());
         for envelope in batch {
             let subject = self.subjects.subject(envelope);
-            pending.push(self.context.send_publish(subject, Self::message(envelope)).await);
+            pending.push(
+                self.context
+                    .send_publish(subject, Self::message(envelope))
+                    .await,
+            );
         }
         let acks = join_all(pending.into_iter().map(|sent| async move {
             match sent {

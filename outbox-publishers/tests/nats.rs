@@ -19,7 +19,9 @@ async fn jetstream_context() -> jetstream::Context {
     let url = nats_url();
     let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(&url))
         .await
-        .unwrap_or_else(|_| panic!("NATS at {url} did not answer within 10s; start it (see .ci/run)"))
+        .unwrap_or_else(|_| {
+            panic!("NATS at {url} did not answer within 10s; start it (see .ci/run)")
+        })
         .unwrap_or_else(|e| {
             panic!("NATS is not reachable at {url}: {e}; start nats-server -js (see .ci/run)")
         });
@@ -60,7 +62,11 @@ async fn publishes_a_batch_with_subjects_ids_and_headers() {
                 .unwrap()
         })
         .collect();
-    let batch: Vec<Envelope> = messages.iter().enumerate().map(|(i, m)| envelope(i as i64, m)).collect();
+    let batch: Vec<Envelope> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| envelope(i as i64, m))
+        .collect();
     let outcomes = publisher.publish(&batch).await;
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
 
@@ -69,7 +75,11 @@ async fn publishes_a_batch_with_subjects_ids_and_headers() {
         let stored = stream.get_raw_message(i as u64 + 1).await.unwrap();
         assert_eq!(stored.subject.as_str(), format!("{prefix}.order.created"));
         let header = |name: &str| stored.headers.get(name).map(|v| v.as_str().to_owned());
-        assert_eq!(header("Nats-Msg-Id"), Some(message.id().to_string()), "in publish order");
+        assert_eq!(
+            header("Nats-Msg-Id"),
+            Some(message.id().to_string()),
+            "in publish order"
+        );
         assert_eq!(header("tenant").as_deref(), Some("acme"));
         assert_eq!(header(KEY_HEADER).as_deref(), message.partition_key());
         assert_eq!(stored.payload, message.payload());
@@ -120,7 +130,11 @@ impl Drop for NatsServer {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_nats(port: u16) -> NatsServer {
@@ -180,8 +194,16 @@ async fn unreachable_nats_keeps_messages_pending_until_it_is_back() {
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stats = store.stats().await.unwrap();
-    assert_eq!(stats.unpublished(), 20, "messages must wait in the outbox: {stats:?}");
-    assert_eq!((stats.failed, stats.dead), (0, 0), "an outage must not count attempts: {stats:?}");
+    assert_eq!(
+        stats.unpublished(),
+        20,
+        "messages must wait in the outbox: {stats:?}"
+    );
+    assert_eq!(
+        (stats.failed, stats.dead),
+        (0, 0),
+        "an outage must not count attempts: {stats:?}"
+    );
 
     let _server = start_nats(port);
     let mut stream = None;
@@ -203,7 +225,10 @@ async fn unreachable_nats_keeps_messages_pending_until_it_is_back() {
     let mut stream = stream.expect("the NATS server started by this test never came up");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while store.stats().await.unwrap().unpublished() > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "backlog not drained after NATS came back");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backlog not drained after NATS came back"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.cancel();
@@ -214,7 +239,13 @@ async fn unreachable_nats_keeps_messages_pending_until_it_is_back() {
     let mut seen = HashSet::new();
     for seq in 1..=count {
         let stored = stream.get_raw_message(seq).await.unwrap();
-        let id = stored.headers.get("Nats-Msg-Id").unwrap().as_str().parse().unwrap();
+        let id = stored
+            .headers
+            .get("Nats-Msg-Id")
+            .unwrap()
+            .as_str()
+            .parse()
+            .unwrap();
         assert!(ids.contains(&id));
         seen.insert(id);
     }

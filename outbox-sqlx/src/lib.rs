@@ -6,6 +6,8 @@ mod database;
 mod error;
 #[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "postgres")]
+mod notify;
 mod outbox;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -30,6 +32,8 @@ pub use sqlx::Postgres;
 pub use sqlx::Sqlite;
 
 pub use self::database::{OutboxConnection, OutboxDatabase};
+#[cfg(feature = "postgres")]
+pub use self::notify::NotifyListener;
 pub use self::outbox::Outbox;
 pub use self::store::SqlxStore;
 

@@ -59,6 +59,7 @@ impl OutboxDatabase for MySql {
         conn: &mut MySqlConnection,
         s: &Statements,
         messages: &[Message],
+        _notify: Option<&str>,
     ) -> Result<()> {
         if let [message] = messages
             && message.delay().is_zero()

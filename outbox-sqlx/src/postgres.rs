@@ -48,77 +48,27 @@ impl OutboxDatabase for Postgres {
         &DEFAULT
     }
 
-    async fn insert(conn: &mut PgConnection, s: &Statements, messages: &[Message]) -> Result<()> {
-        if let [message] = messages {
-            let delayed = !message.delay().is_zero();
-            let sql = if delayed {
-                &s.insert_one_delayed
-            } else {
-                &s.insert_one
-            };
-            let mut query = sqlx::query(AssertSqlSafe(sql.as_str()))
-                .bind(message.id())
-                .bind(message.event_type())
-                .bind(message.partition_key())
-                .bind(message.aggregate_type_name())
-                .bind(&message.payload()[..])
-                .bind(message.headers_json());
-            if delayed {
-                query = query.bind(micros(message.delay()));
-            }
-            query.execute(&mut *conn).await.for_table(&s.table)?;
-            return Ok(());
+    async fn insert(
+        conn: &mut PgConnection,
+        s: &Statements,
+        messages: &[Message],
+        notify: Option<&str>,
+    ) -> Result<()> {
+        insert_rows(conn, s, messages).await?;
+        if let Some(channel) = notify {
+            // Identical notifications within one transaction are delivered once, so several
+            // enqueues in a transaction still cost listeners a single wake-up.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(channel)
+                .execute(&mut *conn)
+                .await
+                .for_table(&s.table)?;
         }
-        let n = messages.len();
-        let (mut ids, mut events, mut keys, mut aggs, mut payloads, mut headers, mut delays) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for m in messages {
-            ids.push(m.id());
-            events.push(m.event_type());
-            keys.push(m.partition_key());
-            aggs.push(m.aggregate_type_name());
-            payloads.push(&m.payload()[..]);
-            headers.push(m.headers_json());
-            delays.push(micros(m.delay()));
-        }
-        sqlx::query(AssertSqlSafe(s.insert_many_arrays()))
-            .bind(ids)
-            .bind(events)
-            .bind(keys)
-            .bind(aggs)
-            .bind(payloads)
-            .bind(headers)
-            .bind(delays)
-            .execute(&mut *conn)
-            .await
-            .for_table(&s.table)?;
         Ok(())
     }
 
     async fn run_script(conn: &mut PgConnection, s: &Statements) -> Result<()> {
-        // Serialise concurrent migrations of the same table: `IF NOT EXISTS` alone races.
-        let mut tx = sqlx::Connection::begin(&mut *conn)
-            .await
-            .map_err(outbox_core::Error::database)?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(format!("outbox-migrate:{}", s.table))
-            .execute(&mut *tx)
-            .await
-            .map_err(outbox_core::Error::database)?;
-        for statement in &s.create {
-            sqlx::query(AssertSqlSafe(statement.as_str()))
-                .execute(&mut *tx)
-                .await
-                .map_err(outbox_core::Error::database)?;
-        }
-        tx.commit().await.map_err(outbox_core::Error::database)
+        run_script(conn, s).await
     }
 
     async fn claim(
@@ -259,4 +209,77 @@ fn stored_from_row(row: &PgRow) -> std::result::Result<StoredMessage, sqlx::Erro
         last_error: row.try_get(11)?,
         available_at: from_micros(row.try_get(12)?),
     })
+}
+
+async fn insert_rows(conn: &mut PgConnection, s: &Statements, messages: &[Message]) -> Result<()> {
+    if let [message] = messages {
+        let delayed = !message.delay().is_zero();
+        let sql = if delayed {
+            &s.insert_one_delayed
+        } else {
+            &s.insert_one
+        };
+        let mut query = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(message.id())
+            .bind(message.event_type())
+            .bind(message.partition_key())
+            .bind(message.aggregate_type_name())
+            .bind(&message.payload()[..])
+            .bind(message.headers_json());
+        if delayed {
+            query = query.bind(micros(message.delay()));
+        }
+        query.execute(&mut *conn).await.for_table(&s.table)?;
+        return Ok(());
+    }
+    let n = messages.len();
+    let (mut ids, mut events, mut keys, mut aggs, mut payloads, mut headers, mut delays) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for m in messages {
+        ids.push(m.id());
+        events.push(m.event_type());
+        keys.push(m.partition_key());
+        aggs.push(m.aggregate_type_name());
+        payloads.push(&m.payload()[..]);
+        headers.push(m.headers_json());
+        delays.push(micros(m.delay()));
+    }
+    sqlx::query(AssertSqlSafe(s.insert_many_arrays()))
+        .bind(ids)
+        .bind(events)
+        .bind(keys)
+        .bind(aggs)
+        .bind(payloads)
+        .bind(headers)
+        .bind(delays)
+        .execute(&mut *conn)
+        .await
+        .for_table(&s.table)?;
+    Ok(())
+}
+
+async fn run_script(conn: &mut PgConnection, s: &Statements) -> Result<()> {
+    // Serialise concurrent migrations of the same table: `IF NOT EXISTS` alone races.
+    let mut tx = sqlx::Connection::begin(&mut *conn)
+        .await
+        .map_err(outbox_core::Error::database)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("outbox-migrate:{}", s.table))
+        .execute(&mut *tx)
+        .await
+        .map_err(outbox_core::Error::database)?;
+    for statement in &s.create {
+        sqlx::query(AssertSqlSafe(statement.as_str()))
+            .execute(&mut *tx)
+            .await
+            .map_err(outbox_core::Error::database)?;
+    }
+    tx.commit().await.map_err(outbox_core::Error::database)
 }

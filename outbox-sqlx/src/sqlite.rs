@@ -68,6 +68,7 @@ impl OutboxDatabase for Sqlite {
         conn: &mut SqliteConnection,
         s: &Statements,
         messages: &[Message],
+        _notify: Option<&str>,
     ) -> Result<()> {
         if let [message] = messages
             && message.delay().is_zero()

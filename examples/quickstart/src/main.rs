@@ -14,9 +14,7 @@
 use std::time::Duration;
 
 use outbox_publishers::JsonLinesPublisher;
-use outbox_sqlx::{
-    Inspect, Message, OutboxConnection, OutboxDatabase, Relay, SqlxStore,
-};
+use outbox_sqlx::{Inspect, Message, OutboxConnection, OutboxDatabase, Relay, SqlxStore};
 use serde::Serialize;
 use sqlx::{Database, Executor, IntoArguments, Pool};
 
@@ -51,7 +49,8 @@ async fn main() -> Result<(), BoxError> {
     let url = match std::env::var("DATABASE_URL") {
         Ok(url) => url,
         Err(_) => {
-            let dir = std::env::temp_dir().join(format!("outbox-quickstart-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("outbox-quickstart-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
             let url = format!("sqlite://{}?mode=rwc", dir.join("quickstart.db").display());
             scratch = Some(dir);
@@ -127,13 +126,30 @@ where
     outbox_sqlx::enqueue_all(
         &mut *tx,
         [
-            Message::json("order.placed", &OrderPlaced { order_id, total_cents: 4_200 })?
-                .key(&key)?
-                .aggregate_type("order")?,
-            Message::json("payment.requested", &PaymentRequested { order_id, amount_cents: 4_200 })?
-                .key(&key)?
-                .aggregate_type("order")?,
-            Message::json("audit.recorded", &AuditEntry { action: "order placed" })?,
+            Message::json(
+                "order.placed",
+                &OrderPlaced {
+                    order_id,
+                    total_cents: 4_200,
+                },
+            )?
+            .key(&key)?
+            .aggregate_type("order")?,
+            Message::json(
+                "payment.requested",
+                &PaymentRequested {
+                    order_id,
+                    amount_cents: 4_200,
+                },
+            )?
+            .key(&key)?
+            .aggregate_type("order")?,
+            Message::json(
+                "audit.recorded",
+                &AuditEntry {
+                    action: "order placed",
+                },
+            )?,
         ],
     )
     .await?;
@@ -148,8 +164,14 @@ where
         .await?;
     outbox_sqlx::enqueue(
         &mut *tx,
-        Message::json("order.placed", &OrderPlaced { order_id: order_id + 1, total_cents: 999 })?
-            .key(format!("order-{}", order_id + 1))?,
+        Message::json(
+            "order.placed",
+            &OrderPlaced {
+                order_id: order_id + 1,
+                total_cents: 999,
+            },
+        )?
+        .key(format!("order-{}", order_id + 1))?,
     )
     .await?;
     tx.rollback().await?;
