@@ -48,6 +48,24 @@ fn envelope(row: &MySqlRow) -> std::result::Result<Envelope, sqlx::Error> {
     })
 }
 
+/// A pooled connection whose next transaction runs at READ COMMITTED.
+///
+/// InnoDB's default REPEATABLE READ takes gap locks on every range a relay statement scans;
+/// producers inserting into those gaps then wait, and can deadlock with the relay. READ
+/// COMMITTED takes no gap locks. `SET TRANSACTION` (without `SESSION`) applies to the next
+/// transaction only, so the application's own use of a shared pool is unaffected.
+async fn read_committed(
+    pool: &Pool<MySql>,
+    s: &Statements,
+) -> Result<sqlx::pool::PoolConnection<MySql>> {
+    let mut conn = pool.acquire().await.for_table(&s.table)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .execute(&mut *conn)
+        .await
+        .for_table(&s.table)?;
+    Ok(conn)
+}
+
 impl OutboxDatabase for MySql {
     const DIALECT: Dialect = Dialect::MySql;
 
@@ -111,13 +129,7 @@ impl OutboxDatabase for MySql {
         token: LeaseToken,
     ) -> Result<Vec<Envelope>> {
         let t = &s.table;
-        let mut conn = pool.acquire().await.for_table(t)?;
-        // REPEATABLE READ would take gap locks on the scanned range and stall producers'
-        // inserts while the claim runs.
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            .execute(&mut *conn)
-            .await
-            .for_table(t)?;
+        let mut conn = read_committed(pool, s).await?;
         let mut tx = conn.begin().await.for_table(t)?;
 
         let busy: Vec<String> = sqlx::query_scalar(AssertSqlSafe(mysql_claim::claim_busy_keys(s)))
@@ -202,8 +214,9 @@ impl OutboxDatabase for MySql {
             for seq in chunk {
                 query = query.bind(*seq);
             }
+            let mut conn = read_committed(pool, s).await?;
             changed += query
-                .execute(pool)
+                .execute(&mut *conn)
                 .await
                 .for_table(&s.table)?
                 .rows_affected();
@@ -217,7 +230,8 @@ impl OutboxDatabase for MySql {
         token: LeaseToken,
         failures: &[Failure],
     ) -> Result<u64> {
-        let mut tx = pool.begin().await.for_table(&s.table)?;
+        let mut conn = read_committed(pool, s).await?;
+        let mut tx = conn.begin().await.for_table(&s.table)?;
         let mut changed = 0;
         for f in failures {
             changed += sqlx::query(AssertSqlSafe(s.fail_one.as_str()))

@@ -1,1 +1,189 @@
-fn main() {}
+//! Project automation: `cargo xtask <command>`.
+//!
+//! * `services`: checks that the servers the tests need (PostgreSQL, MariaDB, NATS with
+//!   JetStream) answer on 127.0.0.1, and starts any that is down.
+//! * `test`: `services`, then the whole test suite with nextest, then the doc tests.
+//! * `quickstart`: runs the quickstart and checks what it printed.
+//!
+//! Only the standard library: this crate builds in seconds on a new machine.
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("services") => services(),
+        Some("test") => services().and_then(|()| test(&args[1..])),
+        Some("quickstart") => quickstart(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <services|test|quickstart>\n\n\
+                 services    start PostgreSQL, MariaDB and NATS if they are down\n\
+                 test        services, then every test (nextest) and the doc tests\n\
+                 quickstart  run the quickstart and check its output"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Service {
+    name: &'static str,
+    port: u16,
+    start: &'static str,
+}
+
+const SERVICES: &[Service] = &[
+    Service {
+        name: "PostgreSQL",
+        port: 5432,
+        start: "pg_ctlcluster --skip-systemctl-redirect \"$(ls /etc/postgresql | head -n1)\" main start",
+    },
+    Service {
+        name: "MariaDB",
+        port: 3306,
+        start: "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
+    },
+    Service {
+        name: "NATS (JetStream)",
+        port: 4222,
+        start: "mkdir -p /var/lib/nats-server && start-stop-daemon --start --oknodo --background \
+                --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js \
+                -sd /var/lib/nats-server -l /var/log/nats-server.log",
+    },
+];
+
+fn answers(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+fn services() -> Result {
+    for service in SERVICES {
+        if answers(service.port) {
+            eprintln!(
+                "xtask: {} is up on 127.0.0.1:{}",
+                service.name, service.port
+            );
+            continue;
+        }
+        eprintln!("xtask: {} is down; starting it", service.name);
+        let status = Command::new("sh")
+            .args(["-c", service.start])
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("could not run the start command of {}: {e}", service.name))?;
+        if !status.success() {
+            return Err(format!(
+                "starting {} failed ({status}); command: {}",
+                service.name, service.start
+            ));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !answers(service.port) {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} did not open 127.0.0.1:{} within 60s after: {}",
+                    service.name, service.port, service.start
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        eprintln!(
+            "xtask: {} is up on 127.0.0.1:{}",
+            service.name, service.port
+        );
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(mut command: Command) -> Result {
+    let shown = format!("{command:?}");
+    let status = command
+        .status()
+        .map_err(|e| format!("could not run {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed: {status}"))
+    }
+}
+
+fn test(extra: &[String]) -> Result {
+    let has_nextest = cargo()
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_nextest {
+        eprintln!("xtask: installing cargo-nextest");
+        let mut install = cargo();
+        install.args(["install", "cargo-nextest", "--locked"]);
+        run(install)?;
+    }
+    let mut nextest = cargo();
+    nextest
+        .args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ])
+        .args(extra);
+    run(nextest)?;
+    let mut doctests = cargo();
+    doctests.args(["test", "--doc", "--workspace", "--all-features"]);
+    run(doctests)
+}
+
+fn quickstart() -> Result {
+    let output = cargo()
+        .args(["run", "--quiet", "-p", "example-quickstart"])
+        .env_remove("DATABASE_URL")
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("could not run the quickstart: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("the quickstart failed: {}", output.status));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    print!("{stdout}");
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
+    let events: Vec<&str> = ["order.placed", "payment.requested", "audit.recorded"].to_vec();
+    if lines.len() != 3 {
+        return Err(format!(
+            "the quickstart printed {} messages, expected 3",
+            lines.len()
+        ));
+    }
+    for event in events {
+        if !lines
+            .iter()
+            .any(|l| l.contains(&format!("\"event_type\":\"{event}\"")))
+        {
+            return Err(format!("the quickstart did not publish {event}"));
+        }
+    }
+    if stdout.contains("\"total_cents\":999") {
+        return Err("the rolled-back order's message was published".into());
+    }
+    eprintln!("xtask: quickstart published exactly the 3 committed messages");
+    Ok(())
+}
