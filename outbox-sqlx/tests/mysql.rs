@@ -33,7 +33,12 @@ async fn pool() -> MySqlPool {
 }
 
 async fn backend() -> SqlxBackend<MySql> {
-    SqlxBackend::new("mysql", pool().await, true).await
+    SqlxBackend::new(
+        "mysql",
+        pool().await,
+        outbox_core::testing::Visibility::Unordered,
+    )
+    .await
 }
 
 outbox_core::conformance_suite!(backend());

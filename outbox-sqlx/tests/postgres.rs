@@ -32,7 +32,12 @@ async fn pool() -> PgPool {
 }
 
 async fn backend() -> SqlxBackend<Postgres> {
-    SqlxBackend::new("postgres", pool().await, true).await
+    SqlxBackend::new(
+        "postgres",
+        pool().await,
+        outbox_core::testing::Visibility::KeySerialized,
+    )
+    .await
 }
 
 outbox_core::conformance_suite!(backend());

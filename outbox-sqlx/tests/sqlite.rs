@@ -26,7 +26,12 @@ async fn pool() -> SqlitePool {
 }
 
 async fn backend() -> SqlxBackend<Sqlite> {
-    SqlxBackend::new("sqlite", pool().await, false).await
+    SqlxBackend::new(
+        "sqlite",
+        pool().await,
+        outbox_core::testing::Visibility::InOrder,
+    )
+    .await
 }
 
 outbox_core::conformance_suite!(backend());

@@ -64,6 +64,10 @@ pub struct Statements {
     pub create: Vec<String>,
     /// Insert one message. Parameters: message id, event type, key, aggregate type, payload,
     /// headers (JSON text). Due immediately.
+    ///
+    /// On PostgreSQL the insert first takes a transaction-scoped advisory lock on the message's
+    /// key, so transactions that enqueue the same key commit one after the other and ids
+    /// follow commit order within a key (see ARCHITECTURE.md, "Sequence visibility").
     pub insert_one: String,
     /// As `insert_one` with a seventh parameter: the delivery delay in microseconds.
     pub insert_one_delayed: String,
@@ -135,7 +139,7 @@ impl Statements {
     /// Insert many messages from seven arrays (PostgreSQL): ids, event types, keys, aggregate
     /// types, payloads, headers, delays in microseconds. One statement for any batch size.
     pub fn insert_many_arrays(&self) -> String {
-        postgres::insert_many_arrays(&self.quoted_table())
+        postgres::insert_many_arrays(&self.table)
     }
 
     /// Acknowledge rows by deleting them. PostgreSQL parameters: id array, token. Others: token,

@@ -38,7 +38,7 @@ pub(super) fn statements(table: TableName) -> Statements {
     published_at   DATETIME(6) NULL,
     UNIQUE KEY `{base}_message_id_key` (message_id),
     KEY `{base}_key_idx` (partition_key, id),
-    KEY `{base}_lease_idx` (lease_token),
+    KEY `{base}_lease_idx` (lease_until),
     KEY `{base}_attempts_idx` (state, attempts),
     KEY `{base}_published_idx` (state, published_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -102,13 +102,15 @@ WHERE id = ? AND lease_token = ?"
     }
 }
 
-/// Keys that are leased or waiting for a retry. No parameters; returns one `partition_key`
+/// Keys leased or waiting for a retry. No parameters; returns one `partition_key`
 /// column.
 pub fn claim_busy_keys(s: &Statements) -> String {
     let t = s.quoted_table();
     let live = state::LIVE;
+    // MySQL has no per-key advisory lock that lasts until commit, so ids of one key can
+    // become visible out of order; a key with any row in flight is treated as busy.
     format!(
-        "SELECT partition_key FROM {t} WHERE lease_token IS NOT NULL AND lease_until > {NOW} \
+        "SELECT partition_key FROM {t} WHERE lease_until > {NOW} \
            AND state = {live} AND partition_key IS NOT NULL
          UNION
          SELECT partition_key FROM {t} WHERE state = {live} AND attempts > 0 \

@@ -39,7 +39,7 @@ pub(super) fn statements(table: TableName) -> Statements {
     lease_until    timestamptz,
     lease_token    bigint,
     published_at   timestamptz
-)"
+) WITH (fillfactor = 80)"
         ),
         format!("CREATE UNIQUE INDEX IF NOT EXISTS \"{base}_message_id_key\" ON {t} (message_id)"),
         // Per-key order: the older live rows of a key, found without walking its backlog.
@@ -47,10 +47,11 @@ pub(super) fn statements(table: TableName) -> Statements {
             "CREATE INDEX IF NOT EXISTS \"{base}_key_idx\" ON {t} (partition_key, id) \
              WHERE state = {live} AND partition_key IS NOT NULL"
         ),
-        // Keys that are busy (leased or waiting for a retry): a small set, read on every claim.
+        // Keys waiting for a retry: a small set, read on every claim. Lease columns are in no
+        // index, so leasing a row is a HOT update that writes no index entry.
         format!(
-            "CREATE INDEX IF NOT EXISTS \"{base}_busy_idx\" ON {t} (partition_key) \
-             WHERE state = {live} AND (lease_token IS NOT NULL OR attempts > 0)"
+            "CREATE INDEX IF NOT EXISTS \"{base}_retry_idx\" ON {t} (partition_key) \
+             WHERE state = {live} AND attempts > 0"
         ),
         format!("CREATE INDEX IF NOT EXISTS \"{base}_dead_idx\" ON {t} (id) WHERE state = {dead}"),
         format!(
@@ -60,18 +61,22 @@ pub(super) fn statements(table: TableName) -> Statements {
     ];
 
     let columns = "message_id, event_type, partition_key, aggregate_type, payload, headers";
-    let insert_one = format!("INSERT INTO {t} ({columns}) VALUES ($1, $2, $3, $4, $5, $6::jsonb)");
+    // The key lock is a one-time filter, so it is taken before the row's id is drawn from the
+    // sequence: a second transaction on the same key draws its id after the first commits.
+    let lock = key_lock(&table, "$3::text");
+    let insert_one =
+        format!("INSERT INTO {t} ({columns}) SELECT $1, $2, $3, $4, $5, $6::jsonb WHERE {lock}");
     let insert_one_delayed = format!(
         "INSERT INTO {t} ({columns}, available_at) \
-         VALUES ($1, $2, $3, $4, $5, $6::jsonb, now() + $7 * interval '1 microsecond')"
+         SELECT $1, $2, $3, $4, $5, $6::jsonb, now() + $7 * interval '1 microsecond' \
+         WHERE {lock}"
     );
 
     let claim = format!(
         "WITH busy AS (
     SELECT DISTINCT partition_key FROM {t}
-    WHERE state = {live} AND (lease_token IS NOT NULL OR attempts > 0)
-      AND partition_key IS NOT NULL
-      AND (lease_until > now() OR available_at > now())
+    WHERE state = {live} AND attempts > 0 AND partition_key IS NOT NULL
+      AND available_at > now()
 ), cand AS (
     SELECT id, partition_key FROM {t}
     WHERE state = {live} AND available_at <= now()
@@ -81,13 +86,15 @@ pub(super) fn statements(table: TableName) -> Statements {
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 ), gaps AS (
-    SELECT o.partition_key, min(o.id) AS gap
-    FROM {t} o
-    JOIN (SELECT partition_key, max(id) AS last FROM cand
+    SELECT k.partition_key, g.gap
+    FROM (SELECT partition_key, max(id) AS last FROM cand
           WHERE partition_key IS NOT NULL GROUP BY partition_key) k
-      ON o.partition_key = k.partition_key AND o.id <= k.last
-    WHERE o.state = {live} AND o.id NOT IN (SELECT id FROM cand)
-    GROUP BY o.partition_key
+    CROSS JOIN LATERAL (
+        SELECT o.id AS gap FROM {t} o
+        WHERE o.partition_key = k.partition_key AND o.state = {live} AND o.id <= k.last
+          AND o.id NOT IN (SELECT id FROM cand)
+        ORDER BY o.id LIMIT 1
+    ) g
 ), picked AS (
     SELECT c.id FROM cand c LEFT JOIN gaps g ON g.partition_key = c.partition_key
     WHERE g.gap IS NULL OR c.id < g.gap
@@ -152,13 +159,29 @@ FROM {t}",
     }
 }
 
-pub(super) fn insert_many_arrays(t: &str) -> String {
+/// A condition that takes the transaction-scoped advisory lock of `key` (an SQL expression)
+/// in `table`'s namespace, and is true; true at once for a NULL key.
+fn key_lock(table: &TableName, key: &str) -> String {
+    format!(
+        "({key} IS NULL OR pg_advisory_xact_lock(hashtextextended('{table}/' || {key}, 0)) \
+         IS NOT NULL)"
+    )
+}
+
+pub(super) fn insert_many_arrays(table: &TableName) -> String {
+    let t = table.quoted('"');
+    // Every distinct key is locked once, in hash order (so two batches never wait on each
+    // other in opposite orders), before any id is drawn.
     format!(
         "INSERT INTO {t} (message_id, event_type, partition_key, aggregate_type, payload, headers, \
          available_at)
 SELECT m, e, k, a, p, h::jsonb, now() + d * interval '1 microsecond'
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bigint[])
      WITH ORDINALITY AS u(m, e, k, a, p, h, d, ord)
+WHERE (SELECT count(*) FROM (
+        SELECT pg_advisory_xact_lock(x.h) FROM (
+            SELECT DISTINCT hashtextextended('{table}/' || key, 0) AS h
+            FROM unnest($3::text[]) AS key WHERE key IS NOT NULL ORDER BY 1) x) l) >= 0
 ORDER BY ord"
     )
 }

@@ -39,8 +39,8 @@ pub(super) fn statements(table: TableName) -> Statements {
              WHERE state = {live} AND partition_key IS NOT NULL"
         ),
         format!(
-            "CREATE INDEX IF NOT EXISTS \"{base}_busy_idx\" ON {t} (partition_key) \
-             WHERE state = {live} AND (lease_token IS NOT NULL OR attempts > 0)"
+            "CREATE INDEX IF NOT EXISTS \"{base}_retry_idx\" ON {t} (partition_key) \
+             WHERE state = {live} AND attempts > 0"
         ),
         format!("CREATE INDEX IF NOT EXISTS \"{base}_dead_idx\" ON {t} (id) WHERE state = {dead}"),
         format!(
@@ -59,9 +59,8 @@ pub(super) fn statements(table: TableName) -> Statements {
     let claim = format!(
         "WITH busy AS (
     SELECT DISTINCT partition_key FROM {t}
-    WHERE state = {live} AND (lease_token IS NOT NULL OR attempts > 0)
-      AND partition_key IS NOT NULL
-      AND (lease_until > {now} OR available_at > {now})
+    WHERE state = {live} AND attempts > 0 AND partition_key IS NOT NULL
+      AND available_at > {now}
 ), cand AS (
     SELECT id, partition_key FROM {t}
     WHERE state = {live} AND available_at <= {now}
@@ -70,13 +69,14 @@ pub(super) fn statements(table: TableName) -> Statements {
     ORDER BY id
     LIMIT ?
 ), gaps AS (
-    SELECT o.partition_key, min(o.id) AS gap
-    FROM {t} o
-    JOIN (SELECT partition_key, max(id) AS last FROM cand
+    SELECT k.partition_key, (
+        SELECT o.id FROM {t} o
+        WHERE o.partition_key = k.partition_key AND o.state = {live} AND o.id <= k.last
+          AND o.id NOT IN (SELECT id FROM cand)
+        ORDER BY o.id LIMIT 1
+    ) AS gap
+    FROM (SELECT partition_key, max(id) AS last FROM cand
           WHERE partition_key IS NOT NULL GROUP BY partition_key) k
-      ON o.partition_key = k.partition_key AND o.id <= k.last
-    WHERE o.state = {live} AND o.id NOT IN (SELECT id FROM cand)
-    GROUP BY o.partition_key
 ), picked AS (
     SELECT c.id FROM cand c LEFT JOIN gaps g ON g.partition_key = c.partition_key
     WHERE g.gap IS NULL OR c.id < g.gap

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::Backend;
+use super::{Backend, Visibility};
 use crate::error::Result;
 use crate::memory::{MemoryStore, MemoryTransaction};
 use crate::message::{Envelope, Message};
@@ -59,8 +59,8 @@ impl Backend for MemoryBackend {
         std::future::ready(Ok(()))
     }
 
-    fn concurrent_writers(&self) -> bool {
-        true
+    fn visibility(&self) -> Visibility {
+        Visibility::InOrder
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Backend, Shared, SlowPublisher, commit_messages, wait_until};
+use super::{Backend, Shared, SlowPublisher, Visibility, commit_messages, wait_until};
 use crate::memory::CollectingPublisher;
 use crate::message::{Envelope, Message};
 use crate::publisher::PublishError;
@@ -549,49 +549,100 @@ pub async fn sequence_visibility_skips_nothing<B: Backend>(backend: Shared<B>) {
     let early_ids: Vec<Uuid> = early.iter().map(Message::id).collect();
     let late_ids: Vec<Uuid> = late.iter().map(Message::id).collect();
 
-    if backend.concurrent_writers() {
-        // `early` takes the lower ids but commits last.
-        let mut tx_early = backend.begin().await.unwrap();
-        backend.enqueue(&mut tx_early, early).await.unwrap();
-        let mut tx_late = backend.begin().await.unwrap();
-        backend.enqueue(&mut tx_late, late).await.unwrap();
-        backend.commit(tx_late).await.unwrap();
+    match backend.visibility() {
+        Visibility::Unordered => {
+            // `early` takes the lower ids but commits last.
+            let mut tx_early = backend.begin().await.unwrap();
+            backend.enqueue(&mut tx_early, early).await.unwrap();
+            let mut tx_late = backend.begin().await.unwrap();
+            backend.enqueue(&mut tx_late, late).await.unwrap();
+            backend.commit(tx_late).await.unwrap();
 
-        // The later commit is claimed first and held in flight...
-        let in_flight = store.claim(100, LONG).await.unwrap();
-        assert_eq!(ids(&in_flight.messages), late_ids, "[{name}] first claim");
-        backend.commit(tx_early).await.unwrap();
-        // ...so the key's older-id row, now visible, must wait for it; the unkeyed row need not.
-        let second = store.claim(100, LONG).await.unwrap();
-        assert_eq!(
-            ids(&second.messages),
-            vec![early_ids[1]],
-            "[{name}] key K overtook its in-flight message"
-        );
-        let seqs: Vec<i64> = in_flight.messages.iter().map(|m| m.seq).collect();
-        store.ack(in_flight.token, &seqs).await.unwrap();
-        let seqs: Vec<i64> = second.messages.iter().map(|m| m.seq).collect();
-        store.ack(second.token, &seqs).await.unwrap();
-        assert_eq!(relay.drain().await.unwrap(), 1, "[{name}] the held row");
-        assert_eq!(
-            ids(&publisher.published()),
-            vec![early_ids[0]],
-            "[{name}] last row"
-        );
-    } else {
-        // One writer at a time: ids follow commit order by construction. Check nothing is
-        // skipped when a relay drains between commits.
-        commit_messages(&*backend, late).await.unwrap();
-        assert_eq!(relay.drain().await.unwrap(), 2, "[{name}] first commit");
-        commit_messages(&*backend, early).await.unwrap();
-        assert_eq!(relay.drain().await.unwrap(), 2, "[{name}] second commit");
-        let mut expected = late_ids;
-        expected.extend(early_ids);
-        assert_eq!(
-            ids(&publisher.published()),
-            expected,
-            "[{name}] commit order"
-        );
+            // The later commit is claimed first and held in flight...
+            let in_flight = store.claim(100, LONG).await.unwrap();
+            assert_eq!(ids(&in_flight.messages), late_ids, "[{name}] first claim");
+            backend.commit(tx_early).await.unwrap();
+            // ...so the key's older-id row, now visible, must wait for it; the unkeyed row
+            // need not.
+            let second = store.claim(100, LONG).await.unwrap();
+            assert_eq!(
+                ids(&second.messages),
+                vec![early_ids[1]],
+                "[{name}] key K overtook its in-flight message"
+            );
+            let seqs: Vec<i64> = in_flight.messages.iter().map(|m| m.seq).collect();
+            store.ack(in_flight.token, &seqs).await.unwrap();
+            let seqs: Vec<i64> = second.messages.iter().map(|m| m.seq).collect();
+            store.ack(second.token, &seqs).await.unwrap();
+            assert_eq!(relay.drain().await.unwrap(), 1, "[{name}] the held row");
+            assert_eq!(
+                ids(&publisher.published()),
+                vec![early_ids[0]],
+                "[{name}] last row"
+            );
+        }
+        Visibility::KeySerialized => {
+            // Different keys: the lower ids commit last and are still published.
+            let other = vec![msg("e", Some("other"), 3), msg("e", None, 4)];
+            let mut expected: Vec<Uuid> = other.iter().map(Message::id).collect();
+            expected.extend(&early_ids);
+            drop(late);
+            let mut tx_early = backend.begin().await.unwrap();
+            backend.enqueue(&mut tx_early, early).await.unwrap();
+            commit_messages(&*backend, other).await.unwrap();
+            assert_eq!(relay.drain().await.unwrap(), 2, "[{name}] the later commit");
+            backend.commit(tx_early).await.unwrap();
+            assert_eq!(
+                relay.drain().await.unwrap(),
+                2,
+                "[{name}] lower ids committed last"
+            );
+            let mut got = ids(&publisher.published());
+            got.sort();
+            expected.sort();
+            assert_eq!(got, expected, "[{name}] nothing skipped");
+
+            // The same key: the second transaction waits for the first, so its id is higher.
+            let mut tx_first = backend.begin().await.unwrap();
+            let first = msg("e", Some("K"), 5);
+            let first_id = first.id();
+            backend.enqueue(&mut tx_first, vec![first]).await.unwrap();
+            let second = msg("e", Some("K"), 6);
+            let second_id = second.id();
+            let waiting = tokio::spawn({
+                let backend = Arc::clone(&backend);
+                async move { commit_messages(&*backend, vec![second]).await }
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(
+                !waiting.is_finished(),
+                "[{name}] same-key transactions did not serialize"
+            );
+            backend.commit(tx_first).await.unwrap();
+            waiting.await.unwrap().unwrap();
+            let before = publisher.published().len();
+            assert_eq!(relay.drain().await.unwrap(), 2, "[{name}] same-key pair");
+            assert_eq!(
+                ids(&publisher.published()[before..]),
+                vec![first_id, second_id],
+                "[{name}] same-key commit order"
+            );
+        }
+        Visibility::InOrder => {
+            // Ids follow commit order by construction. Check nothing is skipped when a relay
+            // drains between commits.
+            commit_messages(&*backend, late).await.unwrap();
+            assert_eq!(relay.drain().await.unwrap(), 2, "[{name}] first commit");
+            commit_messages(&*backend, early).await.unwrap();
+            assert_eq!(relay.drain().await.unwrap(), 2, "[{name}] second commit");
+            let mut expected = late_ids;
+            expected.extend(early_ids);
+            assert_eq!(
+                ids(&publisher.published()),
+                expected,
+                "[{name}] commit order"
+            );
+        }
     }
     assert_eq!(
         store.stats().await.unwrap().unpublished(),

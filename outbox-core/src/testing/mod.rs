@@ -54,9 +54,20 @@ pub trait Backend: Send + Sync + 'static {
     /// Rolls back.
     fn rollback(&self, tx: Self::Tx) -> impl Future<Output = Result<()>> + Send;
 
-    /// Whether two transactions can hold uncommitted outbox rows at once (not on SQLite, which
-    /// has one writer at a time).
-    fn concurrent_writers(&self) -> bool;
+    /// How committed rows become visible relative to their ids.
+    fn visibility(&self) -> Visibility;
+}
+
+/// How a backend's rows become visible relative to their sequence numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// Ids follow commit order: one writer at a time (SQLite) or ids drawn at commit (memory).
+    InOrder,
+    /// Transactions enqueueing the same key are serialized, so ids follow commit order within
+    /// a key; different keys may become visible out of id order (PostgreSQL).
+    KeySerialized,
+    /// Any transaction may become visible out of id order (MySQL, MariaDB).
+    Unordered,
 }
 
 /// Commits `messages` in one transaction of their own.

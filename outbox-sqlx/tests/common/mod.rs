@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use outbox_core::testing::Backend;
+use outbox_core::testing::{Backend, Visibility};
 use outbox_sqlx::{Message, Outbox, OutboxConnection, OutboxDatabase, Result, SqlxStore};
 use sqlx::{Pool, Transaction};
 
@@ -63,7 +63,7 @@ pub struct SqlxBackend<DB: OutboxDatabase> {
     pub name: &'static str,
     pub pool: Pool<DB>,
     pub outbox: Outbox<DB>,
-    pub concurrent_writers: bool,
+    pub visibility: Visibility,
 }
 
 impl<DB> SqlxBackend<DB>
@@ -71,7 +71,7 @@ where
     DB: OutboxDatabase,
     DB::Connection: OutboxConnection<Database = DB>,
 {
-    pub async fn new(name: &'static str, pool: Pool<DB>, concurrent_writers: bool) -> Self {
+    pub async fn new(name: &'static str, pool: Pool<DB>, visibility: Visibility) -> Self {
         let outbox = Outbox::<DB>::with_table(&fresh_table()).unwrap();
         let mut conn = pool.acquire().await.unwrap();
         outbox.migrate(&mut *conn).await.unwrap();
@@ -80,7 +80,7 @@ where
             name,
             pool,
             outbox,
-            concurrent_writers,
+            visibility,
         }
     }
 }
@@ -124,8 +124,8 @@ where
         tx.rollback().await.map_err(outbox_sqlx::Error::database)
     }
 
-    fn concurrent_writers(&self) -> bool {
-        self.concurrent_writers
+    fn visibility(&self) -> Visibility {
+        self.visibility
     }
 }
 
