@@ -35,6 +35,7 @@ fn parse() -> Result<Args, BoxError> {
     let mut it = std::env::args().skip(1);
     match it.next().as_deref() {
         Some("drain") => {}
+        Some("profile") => args.publisher = "profile".into(),
         other => return Err(format!("unknown command {other:?}; expected `drain`").into()),
     }
     while let Some(flag) = it.next() {
@@ -173,6 +174,7 @@ async fn main() -> Result<(), BoxError> {
     let floor = drain_floor(&pool, &outbox, &args).await?;
     preload(&pool, &outbox, args.rows, args.keys).await?;
     let ours = match args.publisher.as_str() {
+        "profile" => profile(&pool, &outbox, &args).await?,
         "null" => drain_relay(&pool, &outbox, &args, NullPublisher).await?,
         "nats" => {
             let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "127.0.0.1:4222".into());
@@ -204,4 +206,36 @@ async fn main() -> Result<(), BoxError> {
     println!("relay -> {:<22} {ours:>10.0} rows/s", args.publisher);
     println!("relay / floor:                  {:>10.2}", ours / floor);
     Ok(())
+}
+
+/// Times the store's claim and ack separately, batch by batch.
+async fn profile(pool: &PgPool, outbox: &Outbox<Postgres>, args: &Args) -> Result<f64, BoxError> {
+    use outbox_sqlx::Store;
+    let store = outbox.store(pool.clone());
+    let (mut claim_t, mut ack_t, mut rows) = (Duration::ZERO, Duration::ZERO, 0usize);
+    let started = Instant::now();
+    loop {
+        let t = Instant::now();
+        let claim = store.claim(args.batch, Duration::from_secs(30)).await?;
+        let took = t.elapsed();
+        claim_t += took;
+        if (rows / args.batch).is_multiple_of(25) {
+            eprintln!("profile: batch {} claim {took:?}", rows / args.batch);
+        }
+        if claim.messages.is_empty() {
+            break;
+        }
+        rows += claim.messages.len();
+        let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
+        let t = Instant::now();
+        store.ack(claim.token, &seqs).await?;
+        ack_t += t.elapsed();
+    }
+    let batches = rows.div_ceil(args.batch).max(1) as u32;
+    eprintln!(
+        "profile: {rows} rows, claim {:?}/batch, ack {:?}/batch",
+        claim_t / batches,
+        ack_t / batches
+    );
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
 }

@@ -195,7 +195,7 @@ impl Store for MemoryStore {
             let Some(row) = state.rows.get_mut(&failure.seq) else {
                 continue;
             };
-            if !row.lease.is_some_and(|(t, _)| t == token) {
+            if row.lease.is_none_or(|(t, _)| t != token) {
                 continue;
             }
             row.lease = None;
@@ -214,11 +214,11 @@ impl Store for MemoryStore {
         let mut state = self.lock();
         let mut changed = 0;
         for seq in seqs {
-            if let Some(row) = state.rows.get_mut(seq) {
-                if row.lease.is_some_and(|(t, _)| t == token) {
-                    row.lease = None;
-                    changed += 1;
-                }
+            if let Some(row) = state.rows.get_mut(seq)
+                && row.lease.is_some_and(|(t, _)| t == token)
+            {
+                row.lease = None;
+                changed += 1;
             }
         }
         std::future::ready(Ok(changed))

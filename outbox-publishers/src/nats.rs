@@ -153,13 +153,12 @@ impl Publisher for NatsPublisher {
                     .await,
             );
         }
-        let acks = join_all(pending.into_iter().map(|sent| async move {
+        join_all(pending.into_iter().map(|sent| async move {
             match sent {
                 Ok(ack) => ack.await.map(drop).map_err(classify),
                 Err(err) => Err(classify(err)),
             }
         }))
-        .await;
-        acks
+        .await
     }
 }

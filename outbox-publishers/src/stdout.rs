@@ -68,10 +68,8 @@ fn decode_payload(envelope: &Envelope) -> Value {
         .headers
         .get(CONTENT_TYPE_HEADER)
         .is_some_and(|ct| ct.starts_with("application/json"));
-    if is_json {
-        if let Ok(value) = serde_json::from_slice(&envelope.payload) {
-            return value;
-        }
+    if is_json && let Ok(value) = serde_json::from_slice(&envelope.payload) {
+        return value;
     }
     match std::str::from_utf8(&envelope.payload) {
         Ok(text) => Value::String(text.to_owned()),

@@ -219,7 +219,8 @@ async fn produce<B: Backend>(
             for t in 0..txs {
                 let mut batch = Vec::new();
                 for i in 0..per_tx {
-                    let key = (rng.u8(..) % 4 != 0).then(|| format!("p{p}-k{}", rng.u8(..4)));
+                    let key =
+                        (!rng.u8(..).is_multiple_of(4)).then(|| format!("p{p}-k{}", rng.u8(..4)));
                     batch.push(msg("load.event", key.as_deref(), (t * per_tx + i) as u64));
                 }
                 let ids: Vec<_> = batch

@@ -1,10 +1,11 @@
 //! The conformance suite: one set of tests that every [`Store`] runs against every database it
 //! supports.
 //!
-//! A store crate implements [`Backend`] for each database and expands [`conformance_suite!`]
+//! A store crate implements [`Backend`] for each database and expands
+//! [`conformance_suite!`](crate::conformance_suite)
 //! in a test file:
 //!
-//! ```ignore
+//! ```text
 //! outbox_core::conformance_suite!(my_crate_tests::postgres_backend());
 //! ```
 //!
