@@ -14,6 +14,8 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+#[cfg(any(feature = "mysql", feature = "sqlite"))]
+mod text_ids;
 
 pub use outbox_core::memory;
 pub use outbox_core::relay;
