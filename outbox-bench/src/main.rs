@@ -36,6 +36,7 @@ fn parse() -> Result<Args, BoxError> {
     match it.next().as_deref() {
         Some("drain") => {}
         Some("profile") => args.publisher = "profile".into(),
+        Some("notify") => args.publisher = "notify".into(),
         other => return Err(format!("unknown command {other:?}; expected `drain`").into()),
     }
     while let Some(flag) = it.next() {
@@ -166,6 +167,16 @@ async fn main() -> Result<(), BoxError> {
     let outbox = Outbox::<Postgres>::with_table(&table)?;
     outbox.migrate(&mut *pool.acquire().await?).await?;
 
+    if args.publisher == "notify" {
+        let result = notify_ratio(&pool, &table).await;
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP TABLE {}",
+            outbox.statements().quoted_table()
+        )))
+        .execute(&pool)
+        .await?;
+        return result;
+    }
     eprintln!(
         "drain: {} rows on {} keys, batch {}, publisher {}",
         args.rows, args.keys, args.batch, args.publisher
@@ -238,4 +249,60 @@ async fn profile(pool: &PgPool, outbox: &Outbox<Postgres>, args: &Args) -> Resul
         ack_t / batches
     );
     Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Producer commits per second for `seconds`, 8 producers, one message per transaction.
+async fn producer_tps(
+    pool: &PgPool,
+    outbox: &Outbox<Postgres>,
+    seconds: u64,
+) -> Result<f64, BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for p in 0..8 {
+        let pool = pool.clone();
+        let outbox = outbox.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut commits = 0u64;
+            while Instant::now() < deadline {
+                let message = Message::json("bench.event", &serde_json::json!({ "p": p }))?
+                    .key(format!("p{p}-{}", commits % 16))?;
+                let mut tx = pool.begin().await?;
+                outbox.enqueue(&mut *tx, message).await?;
+                tx.commit().await?;
+                commits += 1;
+            }
+            Ok::<u64, BoxError>(commits)
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / seconds as f64)
+}
+
+/// Producer throughput with NOTIFY on against off, interleaved rounds, median ratio.
+async fn notify_ratio(pool: &PgPool, table: &str) -> Result<(), BoxError> {
+    let plain = Outbox::<Postgres>::with_table(table)?;
+    let notifying = plain.clone().notify_on_commit(true);
+    let mut ratios = Vec::new();
+    for round in 0..3 {
+        let off = producer_tps(pool, &plain, 4).await?;
+        let on = producer_tps(pool, &notifying, 4).await?;
+        eprintln!("notify round {round}: off {off:.0} tx/s, on {on:.0} tx/s");
+        ratios.push(on / off);
+        sqlx::query(AssertSqlSafe(format!(
+            "TRUNCATE {}",
+            plain.statements().quoted_table()
+        )))
+        .execute(pool)
+        .await?;
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "notify_commit_ratio (tx/s with NOTIFY / without, median): {:.3}",
+        ratios[1]
+    );
+    Ok(())
 }

@@ -30,7 +30,6 @@ pub trait OutboxDatabase: sqlx::Database + Sealed {
         conn: &mut Self::Connection,
         s: &Statements,
         messages: &[Message],
-        notify: Option<&str>,
     ) -> impl Future<Output = Result<()>> + Send;
 
     #[doc(hidden)]

@@ -48,23 +48,8 @@ impl OutboxDatabase for Postgres {
         &DEFAULT
     }
 
-    async fn insert(
-        conn: &mut PgConnection,
-        s: &Statements,
-        messages: &[Message],
-        notify: Option<&str>,
-    ) -> Result<()> {
-        insert_rows(conn, s, messages).await?;
-        if let Some(channel) = notify {
-            // Identical notifications within one transaction are delivered once, so several
-            // enqueues in a transaction still cost listeners a single wake-up.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(channel)
-                .execute(&mut *conn)
-                .await
-                .for_table(&s.table)?;
-        }
-        Ok(())
+    async fn insert(conn: &mut PgConnection, s: &Statements, messages: &[Message]) -> Result<()> {
+        insert_rows(conn, s, messages).await
     }
 
     async fn run_script(conn: &mut PgConnection, s: &Statements) -> Result<()> {

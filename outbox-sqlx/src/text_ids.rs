@@ -29,12 +29,7 @@ macro_rules! text_id_envelope {
 /// The `OutboxDatabase` functions MySQL and SQLite share.
 macro_rules! text_id_store_fns {
     ($db:ty, $conn:ty) => {
-        async fn insert(
-            conn: &mut $conn,
-            s: &Statements,
-            messages: &[Message],
-            _notify: Option<&str>,
-        ) -> Result<()> {
+        async fn insert(conn: &mut $conn, s: &Statements, messages: &[Message]) -> Result<()> {
             if let [message] = messages
                 && message.delay().is_zero()
             {

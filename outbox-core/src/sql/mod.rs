@@ -60,6 +60,8 @@ pub struct Statements {
     pub dialect: Dialect,
     /// The table.
     pub table: TableName,
+    /// Whether inserts also `NOTIFY` the table's channel (PostgreSQL).
+    pub notify: bool,
     /// Idempotent schema statements, run in order by `migrate`.
     pub create: Vec<String>,
     /// Insert one message. Parameters: message id, event type, key, aggregate type, payload,
@@ -139,7 +141,17 @@ impl Statements {
     /// Insert many messages from seven arrays (PostgreSQL): ids, event types, keys, aggregate
     /// types, payloads, headers, delays in microseconds. One statement for any batch size.
     pub fn insert_many_arrays(&self) -> String {
-        postgres::insert_many_arrays(&self.table)
+        postgres::insert_many_arrays(&self.table, self.notify)
+    }
+
+    /// The same statements with a `NOTIFY` on the table's channel (its name, such as
+    /// `outbox`) folded into every insert (PostgreSQL only; other databases are unchanged).
+    #[must_use]
+    pub fn with_notify(self) -> Self {
+        match self.dialect {
+            Dialect::Postgres => postgres::with_notify(self),
+            _ => self,
+        }
     }
 
     /// Acknowledge rows by deleting them. PostgreSQL parameters: id array, token. Others: token,

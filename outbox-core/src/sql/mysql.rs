@@ -84,6 +84,7 @@ WHERE id = ? AND lease_token = ?"
          lease_until = NULL, lease_token = NULL WHERE state = {dead}"
     );
     Statements {
+        notify: false,
         dialect: Dialect::MySql,
         create,
         insert_one,

@@ -114,6 +114,7 @@ FROM {t}"
          lease_until = NULL, lease_token = NULL WHERE state = {dead}"
     );
     Statements {
+        notify: false,
         dialect: Dialect::Sqlite,
         create,
         insert_one,

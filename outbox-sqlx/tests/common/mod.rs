@@ -270,6 +270,33 @@ macro_rules! adapter_tests {
         }
 
         #[tokio::test]
+        async fn kept_published_rows_are_purged_after_the_retention_window() {
+            use outbox_sqlx::{Inspect, Store};
+            let pool = $pool;
+            let outbox = migrated_outbox(&pool).await;
+            let messages: Vec<_> = (0..3)
+                .map(|n| outbox_sqlx::Message::json("e", &serde_json::json!({"n": n})).unwrap())
+                .collect();
+            let first = messages[0].id();
+            let mut tx = pool.begin().await.unwrap();
+            outbox.enqueue_all(&mut *tx, messages).await.unwrap();
+            tx.commit().await.unwrap();
+            let store = outbox.store(pool.clone()).keep_published(true);
+            let claim = store.claim(10, std::time::Duration::from_secs(30)).await.unwrap();
+            let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
+            assert_eq!(store.ack(claim.token, &seqs).await.unwrap(), 3);
+            let stats = store.stats().await.unwrap();
+            assert_eq!((stats.published, stats.unpublished()), (3, 0), "{stats:?}");
+            let kept = store.get(first).await.unwrap().expect("published row kept");
+            assert_eq!(kept.status, outbox_sqlx::Status::Published);
+            assert!(store.claim(10, std::time::Duration::from_secs(30)).await.unwrap().messages.is_empty());
+            assert_eq!(store.purge_published(std::time::Duration::from_secs(3600)).await.unwrap(), 0);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            assert_eq!(store.purge_published(std::time::Duration::from_millis(1)).await.unwrap(), 3);
+            assert_eq!(store.stats().await.unwrap().published, 0);
+        }
+
+        #[tokio::test]
         async fn enqueue_all_writes_in_order_with_one_statement_per_batch() {
             let pool = $pool;
             let outbox = migrated_outbox(&pool).await;
