@@ -212,6 +212,18 @@ macro_rules! adapter_tests {
             assert!(matches!(err, outbox_sqlx::Error::MissingTable { .. }), "{err:?}");
         }
 
+        #[test]
+        fn invalid_table_names_are_refused_before_any_sql() {
+            for bad in ["outbox; DROP TABLE users", "out\"box", "1outbox", "a.b.c", ""] {
+                let err = outbox_sqlx::Outbox::<DbUnderTest>::with_table(bad).unwrap_err();
+                assert!(
+                    matches!(err, outbox_sqlx::Error::InvalidTableName { .. }),
+                    "{bad:?}: {err:?}"
+                );
+                assert!(err.to_string().contains("letters, digits and underscores"), "{err}");
+            }
+        }
+
         #[tokio::test]
         async fn oversized_payload_rolls_back_the_business_change() {
             let pool = $pool;
