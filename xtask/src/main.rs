@@ -4,6 +4,8 @@
 //!   JetStream) answer on 127.0.0.1, and starts any that is down.
 //! * `test`: `services`, then the whole test suite with nextest, then the doc tests.
 //! * `quickstart`: runs the quickstart and checks what it printed.
+//! * `bench [--quick]`: `services`, then the benchmark suite in release mode; writes
+//!   `target/outbox-bench/summary.json`.
 //!
 //! Only the standard library: this crate builds in seconds on a new machine.
 
@@ -19,12 +21,14 @@ fn main() -> ExitCode {
         Some("services") => services(),
         Some("test") => services().and_then(|()| test(&args[1..])),
         Some("quickstart") => quickstart(),
+        Some("bench") => services().and_then(|()| bench(&args[1..])),
         _ => {
             eprintln!(
-                "usage: cargo xtask <services|test|quickstart>\n\n\
+                "usage: cargo xtask <services|test|quickstart|bench [--quick]>\n\n\
                  services    start PostgreSQL, MariaDB and NATS if they are down\n\
                  test        services, then every test (nextest) and the doc tests\n\
-                 quickstart  run the quickstart and check its output"
+                 quickstart  run the quickstart and check its output\n\
+                 bench       services, then the benchmark suite (target/outbox-bench/summary.json)"
             );
             return ExitCode::from(2);
         }
@@ -186,4 +190,20 @@ fn quickstart() -> Result {
     }
     eprintln!("xtask: quickstart published exactly the 3 committed messages");
     Ok(())
+}
+
+fn bench(extra: &[String]) -> Result {
+    let mut suite = cargo();
+    suite
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "outbox-bench",
+            "--",
+            "suite",
+        ])
+        .args(extra);
+    run(suite)
 }

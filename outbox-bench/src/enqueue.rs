@@ -1,0 +1,118 @@
+//! Enqueue cost: the library's enqueue against the same hand-written INSERT, in the same
+//! transaction as a business INSERT, with 8 concurrent producers.
+
+use std::time::{Duration, Instant};
+
+use outbox_sqlx::Message;
+use sqlx::{AssertSqlSafe, PgPool};
+
+use crate::BoxError;
+use crate::fixtures::{Table, median};
+
+const PRODUCERS: usize = 8;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    HandWritten,
+    Library,
+}
+
+async fn round(
+    pool: &PgPool,
+    table: &Table,
+    business: &str,
+    way: Way,
+    txs: usize,
+) -> Result<Duration, BoxError> {
+    let insert_business = format!("INSERT INTO {business} (total) VALUES ($1)");
+    let hand_written = format!(
+        "INSERT INTO {} (message_id, event_type, partition_key, aggregate_type, payload, headers) \
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+        table.quoted()
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..PRODUCERS {
+        let (pool, outbox) = (pool.clone(), table.outbox.clone());
+        let (insert_business, hand_written) = (insert_business.clone(), hand_written.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..txs / PRODUCERS {
+                let message =
+                    Message::json("order.created", &serde_json::json!({ "p": p, "i": i }))?
+                        .key(format!("order-{p}-{i}"))?;
+                let mut tx = pool.begin().await?;
+                sqlx::query(AssertSqlSafe(insert_business.as_str()))
+                    .bind(i as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                match way {
+                    Way::Library => outbox.enqueue(&mut *tx, message).await?,
+                    Way::HandWritten => {
+                        sqlx::query(AssertSqlSafe(hand_written.as_str()))
+                            .bind(message.id())
+                            .bind(message.event_type())
+                            .bind(message.partition_key())
+                            .bind(message.aggregate_type_name())
+                            .bind(&message.payload()[..])
+                            .bind(message.headers_json())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+            }
+            Ok::<(), BoxError>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(started.elapsed() / (txs as u32))
+}
+
+/// Median over `rounds` interleaved rounds of (library time per tx) / (hand-written time per
+/// tx), and the library's time per transaction.
+pub(crate) async fn overhead(
+    pool: &PgPool,
+    rounds: usize,
+    txs: usize,
+) -> Result<(f64, Duration), BoxError> {
+    let table = Table::create(pool, "enqueue").await?;
+    let business = format!("outbox_bench_orders_{}", std::process::id());
+    sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {business}")))
+        .execute(pool)
+        .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TABLE {business} (id bigserial PRIMARY KEY, total bigint)"
+    )))
+    .execute(pool)
+    .await?;
+    // Warm the connections and statement caches of both paths.
+    round(pool, &table, &business, Way::HandWritten, PRODUCERS * 20).await?;
+    round(pool, &table, &business, Way::Library, PRODUCERS * 20).await?;
+    let mut ratios = Vec::new();
+    let mut ours = Vec::new();
+    for r in 0..rounds {
+        // Alternate which goes first so drift does not favour one side.
+        let (base, lib) = if r % 2 == 0 {
+            let base = round(pool, &table, &business, Way::HandWritten, txs).await?;
+            (
+                base,
+                round(pool, &table, &business, Way::Library, txs).await?,
+            )
+        } else {
+            let lib = round(pool, &table, &business, Way::Library, txs).await?;
+            (
+                round(pool, &table, &business, Way::HandWritten, txs).await?,
+                lib,
+            )
+        };
+        ratios.push(lib.as_secs_f64() / base.as_secs_f64());
+        ours.push(lib.as_secs_f64());
+    }
+    sqlx::query(AssertSqlSafe(format!("DROP TABLE {business}")))
+        .execute(pool)
+        .await?;
+    table.drop_table(pool).await?;
+    Ok((median(ratios), Duration::from_secs_f64(median(ours))))
+}

@@ -1,0 +1,130 @@
+//! Shared set-up: fresh outbox tables, preloaded backlogs, counting publishers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use outbox_sqlx::{Envelope, Message, Outbox, PublishError, Publisher};
+use sqlx::{AssertSqlSafe, PgPool, Postgres};
+use tokio::sync::Notify;
+
+use crate::BoxError;
+
+/// How a backlog's keys are spread.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Keys {
+    /// Row `i` has key `i % n`.
+    Uniform(usize),
+    /// Every row has the same key.
+    One,
+    /// Half the rows on one key, the rest uniform on `n` keys.
+    Skewed(usize),
+}
+
+impl Keys {
+    fn key(self, i: usize) -> String {
+        match self {
+            Keys::Uniform(n) => (i % n).to_string(),
+            Keys::One => "hot".to_owned(),
+            Keys::Skewed(_) if i.is_multiple_of(2) => "hot".to_owned(),
+            Keys::Skewed(n) => (i % n).to_string(),
+        }
+    }
+}
+
+/// A fresh outbox table, dropped by [`Table::drop_table`].
+pub(crate) struct Table {
+    pub(crate) outbox: Outbox<Postgres>,
+}
+
+impl Table {
+    pub(crate) async fn create(pool: &PgPool, name: &str) -> Result<Self, BoxError> {
+        let table = format!("outbox_bench_{name}_{}", std::process::id());
+        let outbox = Outbox::<Postgres>::with_table(&table)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {}",
+            outbox.statements().quoted_table()
+        )))
+        .execute(pool)
+        .await?;
+        outbox.migrate(&mut *pool.acquire().await?).await?;
+        Ok(Self { outbox })
+    }
+
+    pub(crate) fn quoted(&self) -> String {
+        self.outbox.statements().quoted_table()
+    }
+
+    pub(crate) async fn preload(
+        &self,
+        pool: &PgPool,
+        rows: usize,
+        keys: Keys,
+    ) -> Result<(), BoxError> {
+        let mut done = 0;
+        while done < rows {
+            let n = (rows - done).min(5_000);
+            let messages = (done..done + n)
+                .map(|i| {
+                    Message::json("bench.event", &serde_json::json!({ "i": i }))?.key(keys.key(i))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut tx = pool.begin().await?;
+            self.outbox.enqueue_all(&mut *tx, messages).await?;
+            tx.commit().await?;
+            done += n;
+        }
+        self.vacuum(pool).await
+    }
+
+    pub(crate) async fn vacuum(&self, pool: &PgPool) -> Result<(), BoxError> {
+        sqlx::query(AssertSqlSafe(format!("VACUUM ANALYZE {}", self.quoted())))
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn drop_table(self, pool: &PgPool) -> Result<(), BoxError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {}",
+            self.quoted()
+        )))
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Counts acknowledged messages and signals when a target is reached.
+pub(crate) struct Counting<P> {
+    pub(crate) inner: P,
+    pub(crate) done: AtomicU64,
+    pub(crate) target: u64,
+    pub(crate) reached: Notify,
+}
+
+impl<P> Counting<P> {
+    pub(crate) fn new(inner: P, target: u64) -> Self {
+        Self {
+            inner,
+            done: AtomicU64::new(0),
+            target,
+            reached: Notify::new(),
+        }
+    }
+}
+
+impl<P: Publisher> Publisher for Counting<P> {
+    async fn publish(&self, batch: &[Envelope]) -> Vec<Result<(), PublishError>> {
+        let outcomes = self.inner.publish(batch).await;
+        let ok = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
+        if self.done.fetch_add(ok, Ordering::Relaxed) + ok >= self.target {
+            self.reached.notify_one();
+        }
+        outcomes
+    }
+}
+
+/// The median of `values` (which must not be empty).
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}

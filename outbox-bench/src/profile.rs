@@ -1,0 +1,43 @@
+//! Where a relay batch spends its time: claim against ack.
+
+use std::time::{Duration, Instant};
+
+use outbox_sqlx::{Outbox, Store};
+use sqlx::{PgPool, Postgres};
+
+use crate::BoxError;
+
+/// Times the store's claim and ack separately, batch by batch.
+pub(crate) async fn claims_and_acks(
+    pool: &PgPool,
+    outbox: &Outbox<Postgres>,
+    batch: usize,
+) -> Result<f64, BoxError> {
+    let store = outbox.store(pool.clone());
+    let (mut claim_t, mut ack_t, mut rows) = (Duration::ZERO, Duration::ZERO, 0usize);
+    let started = Instant::now();
+    loop {
+        let t = Instant::now();
+        let claim = store.claim(batch, Duration::from_secs(30)).await?;
+        let took = t.elapsed();
+        claim_t += took;
+        if (rows / batch).is_multiple_of(25) {
+            eprintln!("profile: batch {} claim {took:?}", rows / batch);
+        }
+        if claim.messages.is_empty() {
+            break;
+        }
+        rows += claim.messages.len();
+        let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
+        let t = Instant::now();
+        store.ack(claim.token, &seqs).await?;
+        ack_t += t.elapsed();
+    }
+    let batches = rows.div_ceil(batch).max(1) as u32;
+    eprintln!(
+        "profile: {rows} rows, claim {:?}/batch, ack {:?}/batch",
+        claim_t / batches,
+        ack_t / batches
+    );
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
