@@ -12,6 +12,7 @@ mod fixtures;
 mod latency;
 mod notify;
 mod profile;
+mod statements;
 mod summary;
 
 use std::time::Instant;
@@ -83,7 +84,7 @@ async fn main() -> Result<(), BoxError> {
             } else {
                 &FULL
             };
-            suite(&pool, &nats, plan).await
+            suite(&pool, &url, &nats, plan).await
         }
         Some("drain") => {
             let spec = DrainSpec {
@@ -122,7 +123,7 @@ async fn main() -> Result<(), BoxError> {
     }
 }
 
-async fn suite(pool: &sqlx::PgPool, nats: &str, plan: &Plan) -> Result<(), BoxError> {
+async fn suite(pool: &sqlx::PgPool, url: &str, nats: &str, plan: &Plan) -> Result<(), BoxError> {
     let started = Instant::now();
     let mut summary = Summary::default();
     let progress = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
@@ -138,7 +139,10 @@ async fn suite(pool: &sqlx::PgPool, nats: &str, plan: &Plan) -> Result<(), BoxEr
     let (ratio, per_tx) = enqueue::overhead(pool, plan.rounds.max(2), plan.enqueue_txs).await?;
     summary.ratio("enqueue_overhead_ratio", ratio, "<= 1.05");
     summary.value("enqueue_tx_us", per_tx.as_secs_f64() * 1e6);
-    summary.value("enqueue_batch_statements", 1.0);
+    let batch_table = Table::create(pool, "statements").await?;
+    let sent = statements::enqueue_all(url, &batch_table.outbox, 10).await?;
+    batch_table.drop_table(pool).await?;
+    summary.ratio("enqueue_batch_statements", sent as f64, "1");
 
     progress("drain: relay vs bare SQL floor, interleaved");
     let (mut floors, mut ours) = (Vec::new(), Vec::new());
