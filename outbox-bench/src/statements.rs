@@ -30,10 +30,7 @@ async fn proxy(
     client_read.read_exact(&mut body).await?;
     server_write.write_i32(len).await?;
     server_write.write_all(&body).await?;
-    loop {
-        let Ok(kind) = client_read.read_u8().await else {
-            break;
-        };
+    while let Ok(kind) = client_read.read_u8().await {
         let len = client_read.read_i32().await?;
         let mut body = vec![0; len as usize - 4];
         client_read.read_exact(&mut body).await?;
