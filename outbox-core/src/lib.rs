@@ -54,5 +54,7 @@ pub use self::publisher::{PublishError, Publisher};
 pub use self::relay::{BatchReport, Relay, RelayBuilder, RelayConfig, WakeHandle};
 pub use self::retry::{RetryDecision, RetryPolicy};
 pub use self::status::{ParseStatusError, Status};
-pub use self::store::{Claim, Failure, Inspect, LeaseToken, OutboxStats, Store, StoredMessage};
+pub use self::store::{
+    Claim, Failure, Inspect, LeaseToken, OutboxStats, Settled, Settlement, Store, StoredMessage,
+};
 pub use uuid::Uuid;

@@ -73,6 +73,54 @@ pub trait Store: Send + Sync + 'static {
     /// Gives rows back unchanged (no attempt counted), for shutdown and for rows that must wait
     /// behind an earlier failure of their key.
     fn release(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Settles a whole claim at once: acks `settlement.published`, fails `settlement.failed`,
+    /// releases `settlement.released`, and ends the claim. The relay calls this once per batch.
+    ///
+    /// The default runs [`ack`](Store::ack), [`fail`](Store::fail) and
+    /// [`release`](Store::release) in turn; a store that can do it in one round trip should.
+    fn settle(
+        &self,
+        token: LeaseToken,
+        settlement: &Settlement,
+    ) -> impl Future<Output = Result<Settled>> + Send {
+        async move {
+            let mut settled = Settled::default();
+            if !settlement.published.is_empty() {
+                settled.published = self.ack(token, &settlement.published).await?;
+            }
+            if !settlement.failed.is_empty() {
+                settled.failed = self.fail(token, &settlement.failed).await?;
+            }
+            if !settlement.released.is_empty() {
+                settled.released = self.release(token, &settlement.released).await?;
+            }
+            Ok(settled)
+        }
+    }
+}
+
+/// The outcome of one claimed batch, as the relay reports it to [`Store::settle`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settlement {
+    /// Rows the broker acknowledged.
+    pub published: Vec<i64>,
+    /// Rows that failed, with what to do next.
+    pub failed: Vec<Failure>,
+    /// Rows given back untried.
+    pub released: Vec<i64>,
+}
+
+/// How many rows [`Store::settle`] changed in each group; fewer than asked means the claim had
+/// passed to another relay (fenced).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Rows acknowledged.
+    pub published: u64,
+    /// Rows failed.
+    pub failed: u64,
+    /// Rows released.
+    pub released: u64,
 }
 
 /// A stored message with its bookkeeping, as inspection shows it.
@@ -144,5 +192,13 @@ impl<S: Store> Store for std::sync::Arc<S> {
 
     fn release(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send {
         (**self).release(token, seqs)
+    }
+
+    fn settle(
+        &self,
+        token: LeaseToken,
+        settlement: &Settlement,
+    ) -> impl Future<Output = Result<Settled>> + Send {
+        (**self).settle(token, settlement)
     }
 }

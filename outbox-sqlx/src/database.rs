@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use outbox_core::sql::{Dialect, Statements};
 use outbox_core::{
-    Envelope, Failure, LeaseToken, Message, OutboxStats, Result, StoredMessage, Uuid,
+    Envelope, Failure, LeaseToken, Message, OutboxStats, Result, Settled, Settlement, StoredMessage,
+    Uuid,
 };
 use sqlx::Pool;
 
@@ -63,6 +64,36 @@ pub trait OutboxDatabase: sqlx::Database + Sealed {
         token: LeaseToken,
         failures: &[Failure],
     ) -> impl Future<Output = Result<u64>> + Send;
+
+    #[doc(hidden)]
+    fn settle_batch(
+        pool: &Pool<Self>,
+        s: &Statements,
+        keep_published: bool,
+        token: LeaseToken,
+        settlement: &Settlement,
+    ) -> impl Future<Output = Result<Settled>> + Send {
+        async move {
+            let ack = if keep_published {
+                Settle::AckKeep
+            } else {
+                Settle::AckDelete
+            };
+            let mut settled = Settled::default();
+            if !settlement.published.is_empty() {
+                settled.published =
+                    Self::settle(pool, s, ack, token, &settlement.published).await?;
+            }
+            if !settlement.failed.is_empty() {
+                settled.failed = Self::fail(pool, s, token, &settlement.failed).await?;
+            }
+            if !settlement.released.is_empty() {
+                settled.released =
+                    Self::settle(pool, s, Settle::Release, token, &settlement.released).await?;
+            }
+            Ok(settled)
+        }
+    }
 
     #[doc(hidden)]
     fn stats(pool: &Pool<Self>, s: &Statements)

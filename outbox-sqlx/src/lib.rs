@@ -23,7 +23,8 @@ pub use outbox_core::sql;
 pub use outbox_core::{
     BatchReport, BoxError, Claim, Codec, Envelope, Error, Failure, Headers, Inspect, Json,
     LeaseToken, Message, OutboxStats, ParseStatusError, PublishError, Publisher, Relay,
-    RelayBuilder, RelayConfig, Result, RetryDecision, RetryPolicy, Status, Store, StoredMessage,
+    RelayBuilder, RelayConfig, Result, RetryDecision, RetryPolicy, Settled, Settlement, Status,
+    Store, StoredMessage,
     Uuid, WakeHandle,
 };
 #[cfg(feature = "mysql")]

@@ -3,10 +3,10 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use outbox_core::sql::{Dialect, Statements, TableName};
+use outbox_core::sql::{ClaimsSql, Dialect, Statements, TableName};
 use outbox_core::{
-    Envelope, Failure, LeaseToken, Message, OutboxStats, Result, StoredMessage, Uuid,
-    decode_headers,
+    Envelope, Failure, LeaseToken, Message, OutboxStats, Result, Settled, Settlement,
+    StoredMessage, Uuid, decode_headers,
 };
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{AssertSqlSafe, Pool, Postgres, Row};
@@ -63,13 +63,20 @@ impl OutboxDatabase for Postgres {
         lease: Duration,
         token: LeaseToken,
     ) -> Result<Vec<Envelope>> {
-        let rows = sqlx::query(AssertSqlSafe(s.claim.as_str()))
+        let claims = claims_sql(s);
+        let mut tx = pool.begin().await.for_table(&s.table)?;
+        sqlx::query(AssertSqlSafe(claims.lock.as_str()))
+            .execute(&mut *tx)
+            .await
+            .for_table(&s.table)?;
+        let rows = sqlx::query(AssertSqlSafe(claims.claim.as_str()))
             .bind(limit as i64)
             .bind(micros(lease))
             .bind(token.0)
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await
             .for_table(&s.table)?;
+        tx.commit().await.for_table(&s.table)?;
         rows.iter()
             .map(envelope)
             .collect::<std::result::Result<_, _>>()
@@ -83,13 +90,20 @@ impl OutboxDatabase for Postgres {
         token: LeaseToken,
         seqs: &[i64],
     ) -> Result<u64> {
-        let done = sqlx::query(AssertSqlSafe(kind.sql(s, seqs.len())))
-            .bind(seqs)
-            .bind(token.0)
-            .execute(pool)
-            .await
-            .for_table(&s.table)?;
-        Ok(done.rows_affected())
+        let claims = claims_sql(s);
+        let sql = match kind {
+            Settle::AckDelete => &claims.ack,
+            Settle::AckKeep => &claims.ack_keep,
+            Settle::Release => &claims.release,
+        };
+        count(
+            sqlx::query_scalar(AssertSqlSafe(sql.as_str()))
+                .bind(seqs)
+                .bind(token.0)
+                .fetch_one(pool)
+                .await,
+            s,
+        )
     }
 
     async fn fail(
@@ -98,23 +112,51 @@ impl OutboxDatabase for Postgres {
         token: LeaseToken,
         failures: &[Failure],
     ) -> Result<u64> {
-        let ids: Vec<i64> = failures.iter().map(|f| f.seq).collect();
-        let delays: Vec<i64> = failures
-            .iter()
-            .map(|f| f.retry_after.map_or(0, micros))
-            .collect();
-        let errors: Vec<&str> = failures.iter().map(|f| f.error.as_str()).collect();
-        let dead: Vec<bool> = failures.iter().map(|f| f.retry_after.is_none()).collect();
-        let done = sqlx::query(AssertSqlSafe(s.fail_many_arrays()))
-            .bind(ids)
-            .bind(delays)
-            .bind(errors)
-            .bind(dead)
-            .bind(token.0)
-            .execute(pool)
-            .await
-            .for_table(&s.table)?;
-        Ok(done.rows_affected())
+        let f = FailureArrays::new(failures);
+        count(
+            sqlx::query_scalar(AssertSqlSafe(claims_sql(s).fail.as_str()))
+                .bind(f.ids)
+                .bind(f.delays)
+                .bind(f.errors)
+                .bind(f.dead)
+                .bind(token.0)
+                .fetch_one(pool)
+                .await,
+            s,
+        )
+    }
+
+    async fn settle_batch(
+        pool: &Pool<Postgres>,
+        s: &Statements,
+        keep_published: bool,
+        token: LeaseToken,
+        settlement: &Settlement,
+    ) -> Result<Settled> {
+        let claims = claims_sql(s);
+        let sql = if keep_published {
+            &claims.settle_keep
+        } else {
+            &claims.settle
+        };
+        let f = FailureArrays::new(&settlement.failed);
+        let (published, failed, released): (i64, i64, i64) =
+            sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(token.0)
+                .bind(&settlement.published)
+                .bind(f.ids)
+                .bind(f.delays)
+                .bind(f.errors)
+                .bind(f.dead)
+                .bind(&settlement.released)
+                .fetch_one(pool)
+                .await
+                .for_table(&s.table)?;
+        Ok(Settled {
+            published: published.max(0) as u64,
+            failed: failed.max(0) as u64,
+            released: released.max(0) as u64,
+        })
     }
 
     async fn stats(pool: &Pool<Postgres>, s: &Statements) -> Result<OutboxStats> {
@@ -267,4 +309,37 @@ async fn run_script(conn: &mut PgConnection, s: &Statements) -> Result<()> {
             .map_err(outbox_core::Error::database)?;
     }
     tx.commit().await.map_err(outbox_core::Error::database)
+}
+
+/// The claims protocol of a PostgreSQL table.
+fn claims_sql(s: &Statements) -> &ClaimsSql {
+    s.claims
+        .as_ref()
+        .expect("PostgreSQL statements always carry the claims protocol")
+}
+
+fn count(result: std::result::Result<i64, sqlx::Error>, s: &Statements) -> Result<u64> {
+    Ok(result.for_table(&s.table)?.max(0) as u64)
+}
+
+/// Failures as the column arrays the statements unnest.
+struct FailureArrays<'a> {
+    ids: Vec<i64>,
+    delays: Vec<i64>,
+    errors: Vec<&'a str>,
+    dead: Vec<bool>,
+}
+
+impl<'a> FailureArrays<'a> {
+    fn new(failures: &'a [Failure]) -> Self {
+        Self {
+            ids: failures.iter().map(|f| f.seq).collect(),
+            delays: failures
+                .iter()
+                .map(|f| f.retry_after.map_or(0, micros))
+                .collect(),
+            errors: failures.iter().map(|f| f.error.as_str()).collect(),
+            dead: failures.iter().map(|f| f.retry_after.is_none()).collect(),
+        }
+    }
 }

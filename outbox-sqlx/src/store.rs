@@ -4,7 +4,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use outbox_core::{
-    Claim, Failure, Inspect, LeaseToken, OutboxStats, Result, Store, StoredMessage, Uuid,
+    Claim, Failure, Inspect, LeaseToken, OutboxStats, Result, Settled, Settlement, Store,
+    StoredMessage, Uuid,
 };
 use sqlx::Pool;
 
@@ -142,6 +143,20 @@ impl<DB: OutboxDatabase> Store for SqlxStore<DB> {
             Settle::Release,
             token,
             seqs,
+        )
+    }
+
+    fn settle(
+        &self,
+        token: LeaseToken,
+        settlement: &Settlement,
+    ) -> impl Future<Output = Result<Settled>> + Send {
+        DB::settle_batch(
+            &self.pool,
+            self.outbox.shared_statements(),
+            self.keep_published,
+            token,
+            settlement,
         )
     }
 }

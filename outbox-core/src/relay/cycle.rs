@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::message::Envelope;
 use crate::publisher::{PublishError, Publisher};
 use crate::retry::RetryDecision;
-use crate::store::{Failure, Store};
+use crate::store::{Failure, Settlement, Store};
 
 /// What one batch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -151,26 +151,33 @@ impl<S: Store, P: Publisher> Relay<S, P> {
             }
         }
 
-        let token = claim.token;
-        let span = tracing::debug_span!("outbox.ack", published = published.len());
-        if !published.is_empty() {
-            let changed = inner.store.ack(token, &published).instrument(span).await?;
-            report.published = changed;
-            report.fenced += published.len() as u64 - changed.min(published.len() as u64);
-            metrics::counter!("outbox_published_total").increment(changed);
+        let settlement = Settlement {
+            published,
+            failed: failures,
+            released,
+        };
+        let settled = inner
+            .store
+            .settle(claim.token, &settlement)
+            .instrument(tracing::debug_span!(
+                "outbox.settle",
+                published = settlement.published.len(),
+                failed = settlement.failed.len(),
+                released = settlement.released.len()
+            ))
+            .await?;
+        let fenced = |asked: usize, done: u64| asked as u64 - done.min(asked as u64);
+        report.published = settled.published;
+        report.released = settled.released;
+        report.fenced = fenced(settlement.published.len(), settled.published)
+            + fenced(settlement.failed.len(), settled.failed)
+            + fenced(settlement.released.len(), settled.released);
+        metrics::counter!("outbox_published_total").increment(settled.published);
+        if settled.published > 0 {
             let histogram = metrics::histogram!("outbox_publish_latency_seconds");
             for latency in latencies {
                 histogram.record(latency.as_secs_f64());
             }
-        }
-        if !failures.is_empty() {
-            let changed = inner.store.fail(token, &failures).await?;
-            report.fenced += failures.len() as u64 - changed.min(failures.len() as u64);
-        }
-        if !released.is_empty() {
-            let changed = inner.store.release(token, &released).await?;
-            report.released = changed;
-            report.fenced += released.len() as u64 - changed.min(released.len() as u64);
         }
         if report.fenced > 0 {
             tracing::warn!(

@@ -9,11 +9,13 @@
 
 mod mysql;
 mod postgres;
+mod postgres_claims;
 mod sqlite;
 mod table;
 
 use std::fmt;
 
+pub use self::postgres_claims::ClaimsSql;
 pub use self::table::{DEFAULT_TABLE, MAX_TABLE_NAME_BYTES, TableName};
 
 /// The databases the outbox runs on.
@@ -74,8 +76,12 @@ pub struct Statements {
     /// As `insert_one` with a seventh parameter: the delivery delay in microseconds.
     pub insert_one_delayed: String,
     /// Claim (PostgreSQL, SQLite). Parameters: limit, lease in microseconds, token.
-    /// Returns the envelope columns.
+    /// Returns the envelope columns. On PostgreSQL run it after `claims.lock` in one
+    /// transaction.
     pub claim: String,
+    /// The claims-table protocol (PostgreSQL): claims, acks, failures and releases that write
+    /// no lease to the outbox rows.
+    pub claims: Option<ClaimsSql>,
     /// Fail one row. Parameters: error, dead (0/1), retry delay in microseconds, id, token.
     pub fail_one: String,
     /// Counts by status. Returns `pending, claimed, failed, dead, published,

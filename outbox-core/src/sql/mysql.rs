@@ -85,6 +85,7 @@ WHERE id = ? AND lease_token = ?"
     );
     Statements {
         notify: false,
+        claims: None,
         dialect: Dialect::MySql,
         create,
         insert_one,

@@ -1,6 +1,6 @@
 //! PostgreSQL statements.
 
-use super::{Dialect, Statements, TableName, state};
+use super::{Dialect, Statements, TableName, postgres_claims, state};
 
 fn micros(col: &str) -> String {
     format!("(extract(epoch FROM {col}) * 1000000)::bigint")
@@ -21,7 +21,7 @@ pub(super) fn statements(table: TableName) -> Statements {
     let live = state::LIVE;
     let dead = state::DEAD;
     let published = state::PUBLISHED;
-    let create = vec![
+    let mut create = vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {t} (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -72,20 +72,11 @@ pub(super) fn statements(table: TableName) -> Statements {
          WHERE {lock}"
     );
 
-    let claim = format!(
-        "WITH busy AS (
-    SELECT DISTINCT partition_key FROM {t}
-    WHERE state = {live} AND attempts > 0 AND partition_key IS NOT NULL
-      AND available_at > now()
-), cand AS (
-    SELECT id, partition_key FROM {t}
-    WHERE state = {live} AND available_at <= now()
-      AND (lease_until IS NULL OR lease_until <= now())
-      AND (partition_key IS NULL OR partition_key NOT IN (SELECT partition_key FROM busy))
-    ORDER BY id
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-), gaps AS (
+    // For each key among the candidates: its first live row, at or below its last candidate,
+    // that is not a candidate (claimed by someone else, failed, delayed). One index probe per
+    // key; a hot key's candidates are all taken up to that gap.
+    let gaps = format!(
+        "), gaps AS (
     SELECT k.partition_key, g.gap
     FROM (SELECT partition_key, max(id) AS last FROM cand
           WHERE partition_key IS NOT NULL GROUP BY partition_key) k
@@ -95,15 +86,18 @@ pub(super) fn statements(table: TableName) -> Statements {
           AND o.id NOT IN (SELECT id FROM cand)
         ORDER BY o.id LIMIT 1
     ) g
-), picked AS (
-    SELECT c.id FROM cand c LEFT JOIN gaps g ON g.partition_key = c.partition_key
-    WHERE g.gap IS NULL OR c.id < g.gap
-)
-UPDATE {t} o SET lease_until = now() + $2 * interval '1 microsecond', lease_token = $3
-FROM picked p WHERE o.id = p.id
-RETURNING {cols}",
-        cols = envelope_columns("o.")
+"
     );
+    let claims = postgres_claims::claims_sql(&table, &envelope_columns("o."), &gaps);
+    let claims_table = &claims.claims_table;
+    create.push(format!(
+        "CREATE TABLE IF NOT EXISTS {claims_table} (
+    token       bigint PRIMARY KEY,
+    lease_until timestamptz NOT NULL,
+    ids         bigint[] NOT NULL
+)"
+    ));
+    let leased = claims.leased.clone();
 
     let fail_one = format!(
         "UPDATE {t} SET attempts = attempts + 1, last_error = $1,
@@ -114,13 +108,16 @@ RETURNING {cols}",
 WHERE id = $4 AND lease_token = $5"
     );
 
+    let inflight = format!(
+        "WITH inflight AS (SELECT unnest(ids) AS id FROM {claims_table} WHERE lease_until > now())"
+    );
+    let in_claim = "id IN (SELECT id FROM inflight)";
     let stats = format!(
-        "SELECT
-    count(*) FILTER (WHERE state = {live} AND attempts = 0
-                     AND NOT (lease_token IS NOT NULL AND lease_until > now())),
-    count(*) FILTER (WHERE state = {live} AND lease_token IS NOT NULL AND lease_until > now()),
-    count(*) FILTER (WHERE state = {live} AND attempts > 0
-                     AND NOT (lease_token IS NOT NULL AND lease_until > now())),
+        "{inflight}
+SELECT
+    count(*) FILTER (WHERE state = {live} AND attempts = 0 AND NOT {in_claim}),
+    count(*) FILTER (WHERE state = {live} AND {in_claim}),
+    count(*) FILTER (WHERE state = {live} AND attempts > 0 AND NOT {in_claim}),
     count(*) FILTER (WHERE state = {dead}),
     count(*) FILTER (WHERE state = {published}),
     {age}
@@ -129,11 +126,10 @@ FROM {t}",
     );
 
     let get = format!(
-        "SELECT {cols}, state, \
-         CASE WHEN lease_token IS NOT NULL AND lease_until > now() THEN 1 ELSE 0 END, \
-         last_error, {available} FROM {t} WHERE message_id = $1",
-        cols = envelope_columns(""),
-        available = micros("available_at"),
+        "SELECT {cols}, state, CASE WHEN {leased} THEN 1 ELSE 0 END, last_error, {available} \
+         FROM {t} o WHERE message_id = $1",
+        cols = envelope_columns("o."),
+        available = micros("o.available_at"),
     );
     let revive = format!(
         "UPDATE {t} SET state = {live}, attempts = 0, available_at = now(), \
@@ -146,7 +142,8 @@ FROM {t}",
         create,
         insert_one,
         insert_one_delayed,
-        claim,
+        claim: claims.claim.clone(),
+        claims: Some(claims),
         fail_one,
         stats,
         get,
@@ -160,8 +157,6 @@ FROM {t}",
     }
 }
 
-/// A condition that takes the transaction-scoped advisory lock of `key` (an SQL expression)
-/// in `table`'s namespace, and is true; true at once for a NULL key.
 /// The inserts of `statements` with a `pg_notify` on the table's channel folded into their
 /// one-time filter: no extra round trip, and identical notifications in one transaction are
 /// delivered once.
@@ -179,6 +174,8 @@ pub(super) fn with_notify(mut statements: Statements) -> Statements {
     statements
 }
 
+/// A condition that takes the transaction-scoped advisory lock of `key` (an SQL expression)
+/// in `table`'s namespace, and is true; true at once for a NULL key.
 fn key_lock(table: &TableName, key: &str) -> String {
     format!(
         "({key} IS NULL OR pg_advisory_xact_lock(hashtextextended('{table}/' || {key}, 0)) \

@@ -115,6 +115,7 @@ FROM {t}"
     );
     Statements {
         notify: false,
+        claims: None,
         dialect: Dialect::Sqlite,
         create,
         insert_one,

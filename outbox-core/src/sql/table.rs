@@ -59,6 +59,16 @@ impl TableName {
         self.schema.as_deref()
     }
 
+    /// A companion table's name: this one's with `suffix` appended (at most 15 bytes of
+    /// identifier characters, so the result stays within every database's limit).
+    pub(crate) fn with_suffix(&self, suffix: &'static str) -> Self {
+        debug_assert!(suffix.len() <= 15 && check_identifier(&format!("x{suffix}")).is_ok());
+        Self {
+            schema: self.schema.clone(),
+            table: format!("{}{suffix}", self.table),
+        }
+    }
+
     /// The name quoted with `quote` (`"` for PostgreSQL and SQLite, `` ` `` for MySQL).
     pub(crate) fn quoted(&self, quote: char) -> String {
         match &self.schema {

@@ -1,0 +1,167 @@
+//! PostgreSQL claims: a claim is one row in `<table>_claims` holding the claimed ids, so a
+//! claim writes nothing to the outbox rows themselves; acks delete rows as the only per-row
+//! write.
+//!
+//! Claims run one at a time per table, under a transaction-scoped advisory lock taken by a
+//! statement of its own, so each claim's snapshot sees every claim committed before it.
+
+use super::{TableName, state};
+
+/// The statements of the claims protocol for one table.
+#[derive(Debug, Clone)]
+pub struct ClaimsSql {
+    /// The claims table, quoted.
+    pub claims_table: String,
+    /// Takes the table's claim lock for the rest of the transaction. No parameters.
+    pub lock: String,
+    /// Claims rows. Parameters: limit, lease in microseconds, token. Returns the envelope
+    /// columns.
+    pub claim: String,
+    /// Settles a whole claim and ends it. Parameters: token, published ids, failed ids, failed
+    /// delays (µs), failed errors, failed dead flags, released ids. Returns the counts
+    /// `published, failed, released`.
+    pub settle: String,
+    /// As `settle`, keeping published rows for the retention window.
+    pub settle_keep: String,
+    /// Acks some rows of a claim. Parameters: ids, token. Returns the count.
+    pub ack: String,
+    /// As `ack`, keeping published rows.
+    pub ack_keep: String,
+    /// Releases some rows of a claim. Parameters: ids, token. Returns the count.
+    pub release: String,
+    /// Fails some rows of a claim. Parameters: ids, delays (µs), errors, dead flags, token.
+    /// Returns the count.
+    pub fail: String,
+    /// `true` when a row (aliased `o`) is in a live claim.
+    pub leased: String,
+}
+
+fn failed_update(t: &str, from: &str, claimed: &str) -> String {
+    let dead = state::DEAD;
+    format!(
+        "UPDATE {t} o SET attempts = o.attempts + 1, last_error = f.err,
+        state = CASE WHEN f.dead THEN {dead} ELSE o.state END,
+        available_at = CASE WHEN f.dead THEN o.available_at
+                            ELSE now() + f.delay * interval '1 microsecond' END
+    FROM {from} AS f(id, delay, err, dead)
+    WHERE o.id = f.id AND o.id IN {claimed} RETURNING 1"
+    )
+}
+
+fn acked(t: &str, keep: bool, ids: &str, claimed: &str) -> String {
+    if keep {
+        format!(
+            "UPDATE {t} SET state = {}, published_at = now() \
+             WHERE id = ANY({ids}) AND id IN {claimed} RETURNING 1",
+            state::PUBLISHED
+        )
+    } else {
+        format!("DELETE FROM {t} WHERE id = ANY({ids}) AND id IN {claimed} RETURNING 1")
+    }
+}
+
+/// Removes `ids` from the live claim `token` and names its ids before that `old`.
+fn shrink(c: &str, ids: &str, token: &str) -> String {
+    format!(
+        "old AS (
+    SELECT ids FROM {c} WHERE token = {token} AND lease_until > now()
+), shrink AS (
+    UPDATE {c} k SET ids = ARRAY(SELECT x FROM unnest(k.ids) x WHERE x <> ALL({ids}))
+    WHERE k.token = {token} AND k.lease_until > now()
+)"
+    )
+}
+
+pub(super) fn claims_sql(table: &TableName, envelope_columns: &str, gaps: &str) -> ClaimsSql {
+    let t = table.quoted('"');
+    let c = claims_table(table).quoted('"');
+    let live = state::LIVE;
+    let claimed = "(SELECT unnest(ids) FROM old)";
+    let claim = format!(
+        "WITH expired AS (
+    DELETE FROM {c} WHERE lease_until <= now()
+), inflight AS (
+    SELECT unnest(ids) AS id FROM {c} WHERE lease_until > now()
+), busy AS (
+    SELECT DISTINCT partition_key FROM {t}
+    WHERE state = {live} AND attempts > 0 AND partition_key IS NOT NULL
+      AND available_at > now()
+), cand AS (
+    SELECT id, partition_key FROM {t}
+    WHERE state = {live} AND available_at <= now()
+      AND id NOT IN (SELECT id FROM inflight)
+      AND (partition_key IS NULL OR partition_key NOT IN (SELECT partition_key FROM busy))
+    ORDER BY id
+    LIMIT $1
+{gaps}), picked AS (
+    SELECT c.id FROM cand c LEFT JOIN gaps g ON g.partition_key = c.partition_key
+    WHERE g.gap IS NULL OR c.id < g.gap
+), recorded AS (
+    INSERT INTO {c} (token, lease_until, ids)
+    SELECT $3, now() + $2 * interval '1 microsecond', array_agg(id) FROM picked
+    HAVING count(*) > 0
+)
+SELECT {envelope_columns} FROM {t} o JOIN picked p ON o.id = p.id"
+    );
+    let settle = |keep: bool| {
+        format!(
+            "WITH old AS (
+    DELETE FROM {c} WHERE token = $1 AND lease_until > now() RETURNING ids
+), acked AS (
+    {acked}
+), failed AS (
+    {failed}
+)
+SELECT (SELECT count(*) FROM acked), (SELECT count(*) FROM failed),
+       (SELECT count(*) FROM unnest($7::bigint[]) r WHERE r IN {claimed})",
+            acked = acked(&t, keep, "$2::bigint[]", claimed),
+            failed = failed_update(
+                &t,
+                "unnest($3::bigint[], $4::bigint[], $5::text[], $6::bool[])",
+                claimed
+            ),
+        )
+    };
+    let ack = |keep: bool| {
+        format!(
+            "WITH {shrink}, acked AS (
+    {acked}
+)
+SELECT count(*) FROM acked",
+            shrink = shrink(&c, "$1::bigint[]", "$2"),
+            acked = acked(&t, keep, "$1::bigint[]", claimed),
+        )
+    };
+    ClaimsSql {
+        lock: format!("SELECT pg_advisory_xact_lock(hashtextextended('{table}/claims', 0))"),
+        claim,
+        settle: settle(false),
+        settle_keep: settle(true),
+        ack: ack(false),
+        ack_keep: ack(true),
+        release: format!(
+            "WITH {shrink}
+SELECT count(*) FROM unnest($1::bigint[]) r WHERE r IN {claimed}",
+            shrink = shrink(&c, "$1::bigint[]", "$2"),
+        ),
+        fail: format!(
+            "WITH {shrink}, failed AS (
+    {failed}
+)
+SELECT count(*) FROM failed",
+            shrink = shrink(&c, "$1::bigint[]", "$5"),
+            failed = failed_update(
+                &t,
+                "unnest($1::bigint[], $2::bigint[], $3::text[], $4::bool[])",
+                claimed
+            ),
+        ),
+        leased: format!("EXISTS (SELECT 1 FROM {c} k WHERE k.lease_until > now() AND o.id = ANY(k.ids))"),
+        claims_table: c,
+    }
+}
+
+/// The claims table of `table`: `<table>_claims` in the same schema.
+pub(super) fn claims_table(table: &TableName) -> TableName {
+    table.with_suffix("_claims")
+}
