@@ -87,21 +87,21 @@ pub(super) fn claims_sql(table: &TableName, envelope_columns: &str, gaps: &str) 
     WHERE state = {live} AND attempts > 0 AND partition_key IS NOT NULL
       AND available_at > now()
 ), cand AS (
-    SELECT id, partition_key FROM {t}
+    SELECT {envelope_columns} FROM {t} o
     WHERE state = {live} AND available_at <= now()
       AND id NOT IN (SELECT id FROM inflight)
       AND (partition_key IS NULL OR partition_key NOT IN (SELECT partition_key FROM busy))
     ORDER BY id
     LIMIT $1
 {gaps}), picked AS (
-    SELECT c.id FROM cand c LEFT JOIN gaps g ON g.partition_key = c.partition_key
+    SELECT c.* FROM cand c LEFT JOIN gaps g ON g.partition_key = c.partition_key
     WHERE g.gap IS NULL OR c.id < g.gap
 ), recorded AS (
     INSERT INTO {c} (token, lease_until, ids)
     SELECT $3, now() + $2 * interval '1 microsecond', array_agg(id) FROM picked
     HAVING count(*) > 0
 )
-SELECT {envelope_columns} FROM {t} o JOIN picked p ON o.id = p.id"
+SELECT * FROM picked"
     );
     let settle = |keep: bool| {
         format!(
