@@ -42,16 +42,15 @@ pub(super) fn statements(table: TableName) -> Statements {
 ) WITH (fillfactor = 80)"
         ),
         format!("CREATE UNIQUE INDEX IF NOT EXISTS \"{base}_message_id_key\" ON {t} (message_id)"),
-        // Per-key order: the older live rows of a key, found without walking its backlog.
-        format!(
-            "CREATE INDEX IF NOT EXISTS \"{base}_key_idx\" ON {t} (partition_key, id) \
-             WHERE state = {live} AND partition_key IS NOT NULL"
-        ),
-        // Keys waiting for a retry: a small set, read on every claim. Lease columns are in no
-        // index, so leasing a row is a HOT update that writes no index entry.
+        // Keys waiting for a retry: a small set, read on every claim.
         format!(
             "CREATE INDEX IF NOT EXISTS \"{base}_retry_idx\" ON {t} (partition_key) \
              WHERE state = {live} AND attempts > 0"
+        ),
+        // Rows not yet due (delayed, or waiting for a retry): nearly empty, probed per key.
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{base}_waiting_idx\" ON {t} (partition_key, id) \
+             WHERE state = {live} AND available_at > created_at"
         ),
         format!("CREATE INDEX IF NOT EXISTS \"{base}_dead_idx\" ON {t} (id) WHERE state = {dead}"),
         format!(
@@ -72,29 +71,14 @@ pub(super) fn statements(table: TableName) -> Statements {
          WHERE {lock}"
     );
 
-    // For each key among the candidates: its first live row, at or below its last candidate,
-    // that is not a candidate (claimed by someone else, failed, delayed). One index probe per
-    // key; a hot key's candidates are all taken up to that gap.
-    let gaps = format!(
-        "), gaps AS (
-    SELECT k.partition_key, g.gap
-    FROM (SELECT partition_key, max(id) AS last FROM cand
-          WHERE partition_key IS NOT NULL GROUP BY partition_key) k
-    CROSS JOIN LATERAL (
-        SELECT o.id AS gap FROM {t} o
-        WHERE o.partition_key = k.partition_key AND o.state = {live} AND o.id <= k.last
-          AND o.id NOT IN (SELECT id FROM cand)
-        ORDER BY o.id LIMIT 1
-    ) g
-"
-    );
-    let claims = postgres_claims::claims_sql(&table, &envelope_columns("o."), &gaps);
+    let claims = postgres_claims::claims_sql(&table, &envelope_columns("o."));
     let claims_table = &claims.claims_table;
     create.push(format!(
         "CREATE TABLE IF NOT EXISTS {claims_table} (
     token       bigint PRIMARY KEY,
     lease_until timestamptz NOT NULL,
-    ids         bigint[] NOT NULL
+    ids         bigint[] NOT NULL,
+    keys        text[] NOT NULL
 )"
     ));
     let leased = claims.leased.clone();

@@ -3,7 +3,8 @@
 //! write.
 //!
 //! Claims run one at a time per table, under a transaction-scoped advisory lock taken by a
-//! statement of its own, so each claim's snapshot sees every claim committed before it.
+//! statement of its own, so each claim's snapshot sees every claim committed before it. A claim
+//! records its ids and its keys; a key held by a live claim is busy for every other claim.
 
 use super::{TableName, state};
 
@@ -60,45 +61,67 @@ fn acked(t: &str, keep: bool, ids: &str, claimed: &str) -> String {
     }
 }
 
-/// Removes `ids` from the live claim `token` and names its ids before that `old`.
+/// Removes `ids` from the live claim `token` and names its ids before that `old`. A claim left
+/// with no ids ends at once (its lease is moved to the past), so its keys are free again.
 fn shrink(c: &str, ids: &str, token: &str) -> String {
     format!(
         "old AS (
     SELECT ids FROM {c} WHERE token = {token} AND lease_until > now()
 ), shrink AS (
-    UPDATE {c} k SET ids = ARRAY(SELECT x FROM unnest(k.ids) x WHERE x <> ALL({ids}))
+    UPDATE {c} k SET
+        ids = ARRAY(SELECT x FROM unnest(k.ids) x WHERE x <> ALL({ids})),
+        lease_until = CASE WHEN k.ids <@ {ids} THEN '-infinity' ELSE k.lease_until END
     WHERE k.token = {token} AND k.lease_until > now()
 )"
     )
 }
 
-pub(super) fn claims_sql(table: &TableName, envelope_columns: &str, gaps: &str) -> ClaimsSql {
+pub(super) fn claims_sql(table: &TableName, envelope_columns: &str) -> ClaimsSql {
     let t = table.quoted('"');
     let c = claims_table(table).quoted('"');
     let live = state::LIVE;
     let claimed = "(SELECT unnest(ids) FROM old)";
+    // Keys are busy while a live claim holds any of their rows (claims take a key's rows as a
+    // prefix, so a held key's head is in flight) or while a row waits for its retry. Among the
+    // remaining candidates, the only rows of a key that can sit older than a candidate without
+    // being one are delayed rows: one probe per key on an index that holds only those.
     let claim = format!(
         "WITH expired AS (
     DELETE FROM {c} WHERE lease_until <= now()
-), inflight AS (
-    SELECT unnest(ids) AS id FROM {c} WHERE lease_until > now()
+), live_claims AS (
+    SELECT ids, keys FROM {c} WHERE lease_until > now()
 ), busy AS (
-    SELECT DISTINCT partition_key FROM {t}
+    SELECT unnest(keys) AS partition_key FROM live_claims
+    UNION
+    SELECT partition_key FROM {t}
     WHERE state = {live} AND attempts > 0 AND partition_key IS NOT NULL
       AND available_at > now()
 ), cand AS (
     SELECT {envelope_columns} FROM {t} o
     WHERE state = {live} AND available_at <= now()
-      AND id NOT IN (SELECT id FROM inflight)
+      AND id NOT IN (SELECT unnest(ids) FROM live_claims)
       AND (partition_key IS NULL OR partition_key NOT IN (SELECT partition_key FROM busy))
     ORDER BY id
     LIMIT $1
-{gaps}), picked AS (
+), gaps AS (
+    SELECT k.partition_key, w.gap
+    FROM (SELECT partition_key, max(id) AS last FROM cand
+          WHERE partition_key IS NOT NULL GROUP BY partition_key) k
+    CROSS JOIN LATERAL (
+        SELECT o.id AS gap FROM {t} o
+        WHERE o.partition_key = k.partition_key AND o.state = {live}
+          AND o.available_at > o.created_at AND o.available_at > now() AND o.id <= k.last
+        ORDER BY o.id LIMIT 1
+    ) w
+), picked AS (
     SELECT c.* FROM cand c LEFT JOIN gaps g ON g.partition_key = c.partition_key
     WHERE g.gap IS NULL OR c.id < g.gap
 ), recorded AS (
-    INSERT INTO {c} (token, lease_until, ids)
-    SELECT $3, now() + $2 * interval '1 microsecond', array_agg(id) FROM picked
+    INSERT INTO {c} (token, lease_until, ids, keys)
+    SELECT $3, now() + $2 * interval '1 microsecond', array_agg(id),
+           coalesce(array_agg(DISTINCT partition_key)
+                    FILTER (WHERE partition_key IS NOT NULL), '{{}}')
+    FROM picked
     HAVING count(*) > 0
 )
 SELECT * FROM picked"
