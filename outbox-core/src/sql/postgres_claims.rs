@@ -81,26 +81,29 @@ pub(super) fn claims_sql(table: &TableName, envelope_columns: &str) -> ClaimsSql
     let c = claims_table(table).quoted('"');
     let live = state::LIVE;
     let claimed = "(SELECT unnest(ids) FROM old)";
-    // Keys are busy while a live claim holds any of their rows (claims take a key's rows as a
-    // prefix, so a held key's head is in flight) or while a row waits for its retry. Among the
-    // remaining candidates, the only rows of a key that can sit older than a candidate without
-    // being one are delayed rows: one probe per key on an index that holds only those.
+    // A key is skipped while a live claim holds any of its rows (claims take a key's rows as a
+    // prefix, so a held key's head is in flight) or while a row waits for its retry. Retrying
+    // keys are left out of the scan, so a failing key's backlog never fills the window; held
+    // keys are dropped after it, so a hot key in flight costs one window, not its backlog.
+    // Among the remaining candidates, the only rows of a key that can sit older than a
+    // candidate without being one are delayed rows: one probe per key on an index that holds
+    // only those.
     let claim = format!(
         "WITH expired AS (
     DELETE FROM {c} WHERE lease_until <= now()
 ), live_claims AS (
     SELECT ids, keys FROM {c} WHERE lease_until > now()
-), busy AS (
-    SELECT unnest(keys) AS partition_key FROM live_claims
-    UNION
-    SELECT partition_key FROM {t}
+), held AS (
+    SELECT DISTINCT unnest(keys) AS partition_key FROM live_claims
+), retrying AS (
+    SELECT DISTINCT partition_key FROM {t}
     WHERE state = {live} AND attempts > 0 AND partition_key IS NOT NULL
       AND available_at > now()
 ), cand AS (
     SELECT {envelope_columns} FROM {t} o
     WHERE state = {live} AND available_at <= now()
       AND id NOT IN (SELECT unnest(ids) FROM live_claims)
-      AND (partition_key IS NULL OR partition_key NOT IN (SELECT partition_key FROM busy))
+      AND (partition_key IS NULL OR partition_key NOT IN (SELECT partition_key FROM retrying))
     ORDER BY id
     LIMIT $1
 ), gaps AS (
@@ -115,7 +118,8 @@ pub(super) fn claims_sql(table: &TableName, envelope_columns: &str) -> ClaimsSql
     ) w
 ), picked AS (
     SELECT c.* FROM cand c LEFT JOIN gaps g ON g.partition_key = c.partition_key
-    WHERE g.gap IS NULL OR c.id < g.gap
+    WHERE (g.gap IS NULL OR c.id < g.gap)
+      AND (c.partition_key IS NULL OR c.partition_key NOT IN (SELECT partition_key FROM held))
 ), recorded AS (
     INSERT INTO {c} (token, lease_until, ids, keys)
     SELECT $3, now() + $2 * interval '1 microsecond', array_agg(id),
