@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use outbox_core::sql::{Dialect, Statements};
 use outbox_core::{
-    Envelope, Failure, LeaseToken, Message, OutboxStats, Result, Settled, Settlement, StoredMessage,
-    Uuid,
+    Envelope, Failure, LeaseToken, Message, OutboxStats, Result, Settled, Settlement,
+    StoredMessage, Uuid,
 };
 use sqlx::Pool;
 

@@ -8,8 +8,9 @@ pub(crate) fn map_err(table: &TableName, err: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &err {
         let code = db.code();
         let missing = match code.as_deref() {
-            // PostgreSQL undefined_table; MySQL/MariaDB ER_NO_SUCH_TABLE.
-            Some("42P01") | Some("42S02") => true,
+            // PostgreSQL undefined_table and undefined_function (the table's claim function);
+            // MySQL/MariaDB ER_NO_SUCH_TABLE.
+            Some("42P01") | Some("42883") | Some("42S02") => true,
             _ => db.message().contains("no such table"),
         };
         if missing && db.message().contains(table.table()) {

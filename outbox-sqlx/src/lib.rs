@@ -24,8 +24,7 @@ pub use outbox_core::{
     BatchReport, BoxError, Claim, Codec, Envelope, Error, Failure, Headers, Inspect, Json,
     LeaseToken, Message, OutboxStats, ParseStatusError, PublishError, Publisher, Relay,
     RelayBuilder, RelayConfig, Result, RetryDecision, RetryPolicy, Settled, Settlement, Status,
-    Store, StoredMessage,
-    Uuid, WakeHandle,
+    Store, StoredMessage, Uuid, WakeHandle,
 };
 #[cfg(feature = "mysql")]
 pub use sqlx::MySql;

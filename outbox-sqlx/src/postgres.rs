@@ -63,20 +63,13 @@ impl OutboxDatabase for Postgres {
         lease: Duration,
         token: LeaseToken,
     ) -> Result<Vec<Envelope>> {
-        let claims = claims_sql(s);
-        let mut tx = pool.begin().await.for_table(&s.table)?;
-        sqlx::query(AssertSqlSafe(claims.lock.as_str()))
-            .execute(&mut *tx)
-            .await
-            .for_table(&s.table)?;
-        let rows = sqlx::query(AssertSqlSafe(claims.claim.as_str()))
+        let rows = sqlx::query(AssertSqlSafe(claims_sql(s).claim.as_str()))
             .bind(limit as i64)
             .bind(micros(lease))
             .bind(token.0)
-            .fetch_all(&mut *tx)
+            .fetch_all(pool)
             .await
             .for_table(&s.table)?;
-        tx.commit().await.for_table(&s.table)?;
         rows.iter()
             .map(envelope)
             .collect::<std::result::Result<_, _>>()

@@ -81,6 +81,7 @@ pub(super) fn statements(table: TableName) -> Statements {
     keys        text[] NOT NULL
 )"
     ));
+    create.push(claims.create_function.clone());
     let leased = claims.leased.clone();
 
     let fail_one = format!(

@@ -2,8 +2,9 @@
 //! claim writes nothing to the outbox rows themselves; acks delete rows as the only per-row
 //! write.
 //!
-//! Claims run one at a time per table, under a transaction-scoped advisory lock taken by a
-//! statement of its own, so each claim's snapshot sees every claim committed before it. A claim
+//! Claims run one at a time per table, under a transaction-scoped advisory lock taken inside a
+//! PL/pgSQL function before the claim query, whose snapshot then sees every claim committed
+//! before it; one round trip per claim. A claim
 //! records its ids and its keys; a key held by a live claim is busy for every other claim.
 
 use super::{TableName, state};
@@ -13,10 +14,11 @@ use super::{TableName, state};
 pub struct ClaimsSql {
     /// The claims table, quoted.
     pub claims_table: String,
-    /// Takes the table's claim lock for the rest of the transaction. No parameters.
-    pub lock: String,
-    /// Claims rows. Parameters: limit, lease in microseconds, token. Returns the envelope
-    /// columns.
+    /// Creates (or replaces) the claim function: the claim lock and the claim statement in one
+    /// round trip.
+    pub create_function: String,
+    /// Claims rows through the claim function. Parameters: limit, lease in microseconds, token.
+    /// Returns the envelope columns.
     pub claim: String,
     /// Settles a whole claim and ends it. Parameters: token, published ids, failed ids, failed
     /// delays (µs), failed errors, failed dead flags, released ids. Returns the counts
@@ -79,6 +81,7 @@ fn shrink(c: &str, ids: &str, token: &str) -> String {
 pub(super) fn claims_sql(table: &TableName, envelope_columns: &str) -> ClaimsSql {
     let t = table.quoted('"');
     let c = claims_table(table).quoted('"');
+    let function = table.with_suffix("_claim").quoted('"');
     let live = state::LIVE;
     let claimed = "(SELECT unnest(ids) FROM old)";
     // A key is skipped while a live claim holds any of its rows (claims take a key's rows as a
@@ -160,8 +163,26 @@ SELECT count(*) FROM acked",
         )
     };
     ClaimsSql {
-        lock: format!("SELECT pg_advisory_xact_lock(hashtextextended('{table}/claims', 0))"),
-        claim,
+        create_function: format!(
+            "CREATE OR REPLACE FUNCTION {function}(p_limit bigint, p_lease bigint, p_token bigint)
+RETURNS TABLE (id bigint, message_id uuid, event_type text, partition_key text,
+               aggregate_type text, payload bytea, headers text, created_us bigint,
+               attempts integer)
+LANGUAGE plpgsql VOLATILE AS $claim$
+#variable_conflict use_column
+BEGIN
+    -- Claims of one table run one at a time; the query below takes its snapshot after the
+    -- lock, so it sees every claim committed before this one.
+    PERFORM pg_advisory_xact_lock(hashtextextended('{table}/claims', 0));
+    RETURN QUERY {body};
+END
+$claim$",
+            body = claim
+                .replace("$1", "p_limit")
+                .replace("$2", "p_lease")
+                .replace("$3", "p_token"),
+        ),
+        claim: format!("SELECT * FROM {function}($1, $2, $3)"),
         settle: settle(false),
         settle_keep: settle(true),
         ack: ack(false),
@@ -183,7 +204,9 @@ SELECT count(*) FROM failed",
                 claimed
             ),
         ),
-        leased: format!("EXISTS (SELECT 1 FROM {c} k WHERE k.lease_until > now() AND o.id = ANY(k.ids))"),
+        leased: format!(
+            "EXISTS (SELECT 1 FROM {c} k WHERE k.lease_until > now() AND o.id = ANY(k.ids))"
+        ),
         claims_table: c,
     }
 }
