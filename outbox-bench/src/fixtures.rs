@@ -83,12 +83,14 @@ impl Table {
     }
 
     pub(crate) async fn drop_table(self, pool: &PgPool) -> Result<(), BoxError> {
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {}",
-            self.quoted()
-        )))
-        .execute(pool)
-        .await?;
+        let table = self.outbox.table().table().to_owned();
+        for sql in [
+            format!("DROP TABLE IF EXISTS {}", self.quoted()),
+            format!("DROP TABLE IF EXISTS \"{table}_claims\""),
+            format!("DROP FUNCTION IF EXISTS \"{table}_claim\""),
+        ] {
+            sqlx::query(AssertSqlSafe(sql)).execute(pool).await?;
+        }
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ async fn pool() -> MySqlPool {
     let pool = connect_or_explain(
         "MariaDB/MySQL",
         &url,
-        MySqlPoolOptions::new().max_connections(12).connect(&url),
+        MySqlPoolOptions::new().max_connections(32).connect(&url),
     )
     .await;
     let tables: Vec<String> = sqlx::query_scalar(

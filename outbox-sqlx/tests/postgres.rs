@@ -12,7 +12,7 @@ async fn pool() -> PgPool {
     let pool = connect_or_explain(
         "PostgreSQL",
         &url,
-        PgPoolOptions::new().max_connections(12).connect(&url),
+        PgPoolOptions::new().max_connections(32).connect(&url),
     )
     .await;
     let tables: Vec<String> = sqlx::query_scalar(
@@ -25,6 +25,11 @@ async fn pool() -> PgPool {
         let _ = pool
             .execute(sqlx::AssertSqlSafe(format!(
                 "DROP TABLE IF EXISTS \"{table}\""
+            )))
+            .await;
+        let _ = pool
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP FUNCTION IF EXISTS \"{table}_claim\""
             )))
             .await;
     }

@@ -39,7 +39,7 @@ pub(super) fn statements(table: TableName) -> Statements {
     lease_until    timestamptz,
     lease_token    bigint,
     published_at   timestamptz
-) WITH (fillfactor = 80)"
+)"
         ),
         format!("CREATE UNIQUE INDEX IF NOT EXISTS \"{base}_message_id_key\" ON {t} (message_id)"),
         // Keys waiting for a retry: a small set, read on every claim.
