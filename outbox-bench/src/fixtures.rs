@@ -130,3 +130,24 @@ pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
+
+/// A JetStream context and a fresh in-memory stream bound to `<name>.>`; returns the stream's
+/// name, which is also the subject prefix to publish under.
+pub(crate) async fn nats_stream(
+    url: &str,
+    name: &str,
+) -> Result<(async_nats::jetstream::Context, String), BoxError> {
+    let client = async_nats::connect(url)
+        .await
+        .map_err(|e| format!("NATS is not reachable at {url}: {e}"))?;
+    let js = async_nats::jetstream::new(client);
+    let stream = format!("outboxbench{name}{}", std::process::id());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![format!("{stream}.>")],
+        storage: async_nats::jetstream::stream::StorageType::Memory,
+        ..Default::default()
+    })
+    .await?;
+    Ok((js, stream))
+}

@@ -45,18 +45,7 @@ pub(crate) async fn in_process(
     seconds: u64,
 ) -> Result<(f64, f64), BoxError> {
     let table = Table::create(pool, "latency").await?;
-    let client = async_nats::connect(nats_url)
-        .await
-        .map_err(|e| format!("NATS is not reachable at {nats_url}: {e}"))?;
-    let js = async_nats::jetstream::new(client);
-    let stream = format!("outboxbenchlat{}", std::process::id());
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: stream.clone(),
-        subjects: vec![format!("{stream}.>")],
-        storage: async_nats::jetstream::stream::StorageType::Memory,
-        ..Default::default()
-    })
-    .await?;
+    let (js, stream) = crate::fixtures::nats_stream(nats_url, "latency").await?;
     let timed = Arc::new(Timed {
         inner: NatsPublisher::new(js.clone()).subject_prefix(stream.clone()),
         acked: Mutex::new(HashMap::new()),

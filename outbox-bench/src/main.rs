@@ -4,7 +4,7 @@
 //! Run with `cargo xtask bench` (or `cargo run --release -p outbox-bench -- suite [--quick]`).
 //! Reads `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and `NATS_URL`
 //! (default `127.0.0.1:4222`). Single scenarios: `drain [--rows N] [--batch B]
-//! [--concurrency C]`, `profile`, `notify`.
+//! [--concurrency C] [--publisher nats]`, `profile`, `notify`.
 
 mod drain;
 mod enqueue;
@@ -17,6 +17,7 @@ mod summary;
 
 use std::time::Instant;
 
+use outbox_publishers::NatsPublisher;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::drain::DrainSpec;
@@ -93,12 +94,26 @@ async fn main() -> Result<(), BoxError> {
                 relays: flag(&args, "--relays", 1)?,
                 concurrency: flag(&args, "--concurrency", 2)?,
             };
+            let to_nats = args.iter().any(|a| a == "nats");
             let table = Table::create(&pool, "drain").await?;
             let floor = drain::floor(&pool, &table, spec.rows, spec.batch).await?;
-            let ours = drain::relay_null(&pool, &table, Keys::Uniform(1_000), spec).await?;
+            let ours = if to_nats {
+                let (js, stream) = fixtures::nats_stream(&nats, "drain").await?;
+                let publisher = NatsPublisher::new(js.clone()).subject_prefix(stream.clone());
+                let rate = drain::relay(&pool, &table, Keys::Uniform(1_000), spec, publisher).await;
+                js.delete_stream(&stream).await?;
+                rate?
+            } else {
+                drain::relay_null(&pool, &table, Keys::Uniform(1_000), spec).await?
+            };
             table.drop_table(&pool).await?;
+            let to = if to_nats {
+                "NATS JetStream"
+            } else {
+                "null publisher"
+            };
             println!(
-                "floor {floor:.0} rows/s, relay {ours:.0} rows/s, ratio {:.3}",
+                "floor {floor:.0} rows/s, relay -> {to} {ours:.0} rows/s, ratio {:.3}",
                 ours / floor
             );
             Ok(())
