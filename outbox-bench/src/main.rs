@@ -4,7 +4,8 @@
 //! Run with `cargo xtask bench` (or `cargo run --release -p outbox-bench -- suite [--quick]`).
 //! Reads `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and `NATS_URL`
 //! (default `127.0.0.1:4222`). Single scenarios: `drain [--rows N] [--batch B]
-//! [--concurrency C] [--publisher nats]`, `profile`, `notify`.
+//! [--concurrency C] [--publisher nats]`, `profile`, `latency [--seconds S] [--rate R]`,
+//! `notify`.
 
 mod drain;
 mod enqueue;
@@ -129,12 +130,21 @@ async fn main() -> Result<(), BoxError> {
             println!("claim + ack loop: {rate:.0} rows/s");
             Ok(())
         }
+        Some("latency") => {
+            let seconds = flag(&args, "--seconds", 10)? as u64;
+            let rate = flag(&args, "--rate", 1_000)? as u64;
+            let (p50, p99) = latency::in_process(&pool, &nats, rate, seconds).await?;
+            println!(
+                "e2e commit -> JetStream ack at {rate} msg/s: p50 {p50:.2} ms, p99 {p99:.2} ms"
+            );
+            Ok(())
+        }
         Some("notify") => {
             let ratio = notify::ratio(&pool, 3, 4).await?;
             println!("notify_commit_ratio {ratio:.3}");
             Ok(())
         }
-        _ => Err("usage: outbox-bench suite [--quick] | drain | profile | notify".into()),
+        _ => Err("usage: outbox-bench suite [--quick] | drain | profile | latency | notify".into()),
     }
 }
 
