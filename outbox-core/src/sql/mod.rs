@@ -56,6 +56,10 @@ pub mod state {
 pub const ENVELOPE_COLUMNS: usize = 9;
 
 /// Every statement an adapter needs for one outbox table on one database.
+///
+/// On PostgreSQL, claims and their settlement go through [`Statements::claims`] (a claims table
+/// instead of a lease on every row); the row-lease statements (`fail_one`, `ack_delete`,
+/// `release`, ...) serve MySQL and SQLite.
 #[derive(Debug, Clone)]
 pub struct Statements {
     /// The database.
