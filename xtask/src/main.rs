@@ -6,6 +6,9 @@
 //! * `quickstart`: runs the quickstart and checks what it printed.
 //! * `bench [--quick]`: `services`, then the benchmark suite in release mode; writes
 //!   `target/outbox-bench/summary.json`.
+//! * `chaos [--quick]`: `services`, then relay processes killed mid-batch while producers
+//!   commit; fails on any lost message or order violation; writes
+//!   `target/outbox-chaos/summary.json`.
 //!
 //! Only the standard library: this crate builds in seconds on a new machine.
 
@@ -22,13 +25,15 @@ fn main() -> ExitCode {
         Some("test") => services().and_then(|()| test(&args[1..])),
         Some("quickstart") => quickstart(),
         Some("bench") => services().and_then(|()| bench(&args[1..])),
+        Some("chaos") => services().and_then(|()| chaos(&args[1..])),
         _ => {
             eprintln!(
-                "usage: cargo xtask <services|test|quickstart|bench [--quick]>\n\n\
+                "usage: cargo xtask <services|test|quickstart|bench [--quick]|chaos [--quick]>\n\n\
                  services    start PostgreSQL, MariaDB and NATS if they are down\n\
                  test        services, then every test (nextest) and the doc tests\n\
                  quickstart  run the quickstart and check its output\n\
-                 bench       services, then the benchmark suite (target/outbox-bench/summary.json)"
+                 bench       services, then the benchmark suite (target/outbox-bench/summary.json)\n\
+                 chaos       services, then relays killed mid-batch (target/outbox-chaos/summary.json)"
             );
             return ExitCode::from(2);
         }
@@ -206,4 +211,20 @@ fn bench(extra: &[String]) -> Result {
         ])
         .args(extra);
     run(suite)
+}
+
+fn chaos(extra: &[String]) -> Result {
+    let mut run_chaos = cargo();
+    run_chaos
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "outbox-chaos",
+            "--",
+            "run",
+        ])
+        .args(extra);
+    run(run_chaos)
 }
