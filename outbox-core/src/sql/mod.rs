@@ -193,12 +193,6 @@ impl Statements {
         )
     }
 
-    /// Fail many rows from arrays (PostgreSQL). Parameters: ids, delays (µs), errors, dead
-    /// flags, token.
-    pub fn fail_many_arrays(&self) -> String {
-        postgres::fail_many_arrays(&self.quoted_table())
-    }
-
     fn fenced_ids(&self, n: usize) -> String {
         match self.dialect {
             Dialect::Postgres => "id = ANY($1) AND lease_token = $2".to_owned(),

@@ -190,16 +190,3 @@ WHERE (SELECT count(*) FROM (
 ORDER BY ord"
     )
 }
-
-pub(super) fn fail_many_arrays(t: &str) -> String {
-    format!(
-        "UPDATE {t} o SET attempts = o.attempts + 1, last_error = f.err,
-    state = CASE WHEN f.dead THEN {dead} ELSE o.state END,
-    available_at = CASE WHEN f.dead THEN o.available_at
-                        ELSE now() + f.delay * interval '1 microsecond' END,
-    lease_until = NULL, lease_token = NULL
-FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bool[]) AS f(id, delay, err, dead)
-WHERE o.id = f.id AND o.lease_token = $5",
-        dead = state::DEAD
-    )
-}
