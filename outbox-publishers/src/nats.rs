@@ -133,6 +133,15 @@ impl NatsPublisher {
     }
 }
 
+/// A message JetStream already had (same `Nats-Msg-Id` inside the stream's duplicate window)
+/// is acknowledged without being stored again; counted, since each one is a publish that
+/// another relay or an earlier attempt already made.
+fn count_duplicate(ack: jetstream::publish::PublishAck) {
+    if ack.duplicate {
+        metrics::counter!("outbox_broker_duplicates_total", "broker" => "nats").increment(1);
+    }
+}
+
 fn classify(err: jetstream::context::PublishError) -> PublishError {
     match err.kind() {
         PublishErrorKind::TimedOut
@@ -155,7 +164,7 @@ impl Publisher for NatsPublisher {
         }
         join_all(pending.into_iter().map(|sent| async move {
             match sent {
-                Ok(ack) => ack.await.map(drop).map_err(classify),
+                Ok(ack) => ack.await.map(count_duplicate).map_err(classify),
                 Err(err) => Err(classify(err)),
             }
         }))

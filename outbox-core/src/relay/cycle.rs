@@ -1,7 +1,7 @@
 //! One claim → publish → settle cycle.
 
 use std::collections::HashSet;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -31,6 +31,10 @@ pub struct BatchReport {
     pub fenced: u64,
     /// The broker reported itself unavailable during this batch.
     pub broker_unavailable: bool,
+    /// Less than a quarter of the lease was left before a publish round, so the rest of the
+    /// batch was given back unpublished (a stalled relay must not publish rows whose lease
+    /// another relay may already hold).
+    pub lease_expired: bool,
 }
 
 impl<S: Store, P: Publisher> Relay<S, P> {
@@ -43,6 +47,10 @@ impl<S: Store, P: Publisher> Relay<S, P> {
     pub async fn process_batch(&self, cancel: &CancellationToken) -> Result<BatchReport> {
         let inner = &*self.inner;
         let config = &inner.config;
+        // Measured before the claim is sent: the lease runs from the database's clock at claim
+        // time, which cannot be earlier than this.
+        let claimed_at = Instant::now();
+        let publish_until = claimed_at + config.lease - config.lease / 4;
         let claim = inner
             .store
             .claim(config.batch_size, config.lease)
@@ -71,7 +79,16 @@ impl<S: Store, P: Publisher> Relay<S, P> {
         for end in ends {
             let round = &messages[start..end];
             start = end;
-            if report.broker_unavailable || cancel.is_cancelled() {
+            if !report.lease_expired && Instant::now() >= publish_until {
+                report.lease_expired = true;
+                tracing::warn!(
+                    lease = ?config.lease,
+                    elapsed = ?claimed_at.elapsed(),
+                    "lease nearly spent before publishing; giving the rest of the batch back"
+                );
+                metrics::counter!("outbox_lease_expired_batches_total").increment(1);
+            }
+            if report.broker_unavailable || report.lease_expired || cancel.is_cancelled() {
                 released.extend(round.iter().map(|m| m.seq));
                 continue;
             }

@@ -823,3 +823,50 @@ pub async fn dead_messages_can_be_retried<B: Backend>(backend: Shared<B>) {
     );
     assert_eq!(ids(&publisher.published()), vec![id], "[{name}]");
 }
+
+/// A relay that stalls mid-batch (a slow broker, a paused process) publishes no round once
+/// most of its lease is gone: the rest of the batch is given back, not published behind the
+/// back of a relay that may have claimed it since.
+pub async fn stalled_relay_stops_publishing_before_its_lease_ends<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let batch: Vec<Message> = (0..3).map(|n| msg("e", Some("a"), n)).collect();
+    let order: Vec<Uuid> = batch.iter().map(Message::id).collect();
+    commit_messages(&*backend, batch).await.unwrap();
+
+    // Three messages of one key make three rounds; the first round outlasts three quarters
+    // of the lease, so the second must not start.
+    let stalled = CollectingPublisher::new();
+    let relay = Relay::builder(
+        backend.store(),
+        SlowPublisher::new(stalled.clone(), Duration::from_millis(500)),
+    )
+    .batch_size(10)
+    .lease(Duration::from_millis(600))
+    .build()
+    .unwrap();
+    let report = relay
+        .process_batch(&CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.claimed, 3, "[{name}] claimed");
+    assert!(report.lease_expired, "[{name}] lease_expired not reported");
+    assert_eq!(
+        ids(&stalled.published()),
+        order[..1],
+        "[{name}] the stalled relay published past its lease"
+    );
+    assert_eq!(report.published, 1, "[{name}] first round acknowledged");
+
+    let publisher = CollectingPublisher::new();
+    let relay = fast_relay(&*backend, publisher.clone(), 10);
+    assert_eq!(
+        relay.drain().await.unwrap(),
+        2,
+        "[{name}] the given-back rows are published by the next relay"
+    );
+    assert_eq!(
+        ids(&publisher.published()),
+        order[1..],
+        "[{name}] key order"
+    );
+}

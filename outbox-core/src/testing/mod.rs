@@ -120,6 +120,7 @@ macro_rules! conformance_suite {
             hot_key_claims_many_rows_in_order,
             delayed_delivery_waits,
             dead_messages_can_be_retried,
+            stalled_relay_stops_publishing_before_its_lease_ends,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
