@@ -1,28 +1,45 @@
-//! Fault injection for the relay: relay processes are killed with SIGKILL, mid-batch, while
-//! producers commit; afterwards the JetStream stream is read back and compared with what
-//! committed: nothing lost, per-key order kept.
+//! Fault injection for the relay, checked from the broker's side.
 //!
-//! Run with `cargo xtask chaos [--quick]`, or
-//! `cargo run --release -p outbox-chaos -- run [--seconds S] [--relays R] [--producers P]
-//! [--kill-every-ms K] [--seed N]`. Reads `DATABASE_URL` (default the local test database) and
-//! `NATS_URL` (default `127.0.0.1:4222`); works in tables and a stream of its own, and removes
-//! them at the end. Writes `target/outbox-chaos/summary.json`.
+//! The harness starts a PostgreSQL cluster (`initdb` into a temporary directory) and a
+//! `nats-server -js` of its own on free loopback ports, four relay processes and eight
+//! producers, and then, while the producers commit:
+//!
+//! - SIGKILLs a random relay every `--kill-every-ms` (700 ms), mid-batch, and starts another;
+//! - crashes PostgreSQL (immediate shutdown: every connection cut, WAL replayed) and restarts it;
+//! - stops NATS for `--nats-down-s` (30 s; 4 s with `--quick`), then starts it again;
+//! - freezes a relay with SIGSTOP for 2.5 leases, resumes it, and reads its counters: what it
+//!   still held was fenced or given back, not published late;
+//! - runs poison messages (refused by the stream) on four keys, and long transactions that
+//!   draw ids early and commit late on the keys everybody writes.
+//!
+//! Then it drains, reads the whole stream back and compares it with what committed: nothing
+//! lost, per-key commit order kept, nothing from a rolled-back transaction, only poison
+//! messages dead. Writes `target/outbox-chaos/summary.json`; exits non-zero when an invariant
+//! broke.
+//!
+//! `cargo xtask chaos [--quick]`, or `cargo run --release -p outbox-chaos -- run [--quick]
+//! [--seconds S] [--relays R] [--producers P] [--kill-every-ms K] [--nats-down-s N] [--seed N]`.
 
-use std::collections::{HashMap, HashSet};
+mod produce;
+mod relays;
+mod services;
+mod verify;
+
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
-use outbox_publishers::NatsPublisher;
-use outbox_sqlx::{Inspect, Message, Outbox, Relay, Uuid};
+use outbox_sqlx::{Inspect, Outbox, Status};
+use sqlx::Postgres;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, PgPool, Postgres};
-use tokio::process::{Child, Command};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::produce::{Kind, Produced};
+use crate::relays::{LEASE, Relays};
+use crate::services::{Nats, Postgres as Cluster};
 
-fn flag(args: &[String], name: &str) -> Option<String> {
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub(crate) fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
@@ -30,18 +47,11 @@ fn flag(args: &[String], name: &str) -> Option<String> {
 
 fn number(args: &[String], name: &str, default: u64) -> Result<u64, BoxError> {
     Ok(match flag(args, name) {
-        Some(v) => v.parse()?,
+        Some(v) => v
+            .parse()
+            .map_err(|e| format!("{name} expects a number, got {v:?}: {e}"))?,
         None => default,
     })
-}
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn nats_url() -> String {
-    std::env::var("NATS_URL").unwrap_or_else(|_| "127.0.0.1:4222".into())
 }
 
 #[tokio::main]
@@ -49,269 +59,320 @@ async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("run") => run(&args).await,
-        Some("relay") => relay_process(&args).await,
+        Some("relay") => relays::relay_process(&args).await,
         _ => Err(
-            "usage: outbox-chaos run [--quick] [--seconds S] [--relays R] [--producers P] \
-                  [--kill-every-ms K] [--seed N]"
+            "usage: outbox-chaos run [--quick] [--seconds S] [--relays R] \
+                  [--producers P] [--kill-every-ms K] [--nats-down-s N] [--seed N]"
                 .into(),
         ),
     }
 }
 
-/// One relay process, until it is killed or told to stop.
-async fn relay_process(args: &[String]) -> Result<(), BoxError> {
-    let table = flag(args, "--table").ok_or("--table is required")?;
-    let subject = flag(args, "--stream").ok_or("--stream is required")?;
-    let lease = Duration::from_millis(number(args, "--lease-ms", 2_000)?);
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&database_url())
-        .await?;
-    let store = Outbox::<Postgres>::with_table(&table)?.store(pool);
-    let js = jetstream::new(async_nats::connect(nats_url()).await?);
-    let relay = Relay::builder(store, NatsPublisher::new(js).subject_prefix(subject))
-        .batch_size(100)
-        .lease(lease)
-        .poll_interval(Duration::from_millis(50))
-        .build()?;
-    relay
-        .run(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    Ok(())
+/// A fault, at a point of the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    PostgresCrash,
+    StartSlow,
+    NatsStop,
+    NatsStart,
+    Freeze,
+    Thaw,
+    StopFrozen,
 }
 
-struct Relays {
-    children: Vec<Child>,
-    table: String,
-    stream: String,
-    kills: u64,
+fn schedule(seconds: f64, nats_down: f64) -> Vec<(f64, Fault)> {
+    let freeze = LEASE.as_secs_f64() * 2.5;
+    let mut plan = vec![
+        (seconds * 0.15, Fault::PostgresCrash),
+        (seconds * 0.25, Fault::NatsStop),
+        (seconds * 0.25 + nats_down, Fault::NatsStart),
+        (seconds * 0.70 - 2.0, Fault::StartSlow),
+        (seconds * 0.70, Fault::Freeze),
+        (seconds * 0.70 + freeze, Fault::Thaw),
+        (seconds * 0.70 + freeze + 2.0, Fault::StopFrozen),
+        (seconds * 0.85, Fault::PostgresCrash),
+    ];
+    plan.sort_by(|a, b| a.0.total_cmp(&b.0));
+    plan
 }
 
-impl Relays {
-    fn spawn_one(&self) -> Result<Child, BoxError> {
-        Ok(Command::new(std::env::current_exe()?)
-            .args(["relay", "--table", &self.table, "--stream", &self.stream])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?)
-    }
-
-    /// SIGKILL one relay at random and start a new one in its place.
-    async fn kill_and_respawn(&mut self, rng: &mut fastrand::Rng) -> Result<(), BoxError> {
-        let i = rng.usize(..self.children.len());
-        self.children[i].kill().await?;
-        self.kills += 1;
-        self.children[i] = self.spawn_one()?;
-        Ok(())
-    }
-
-    async fn stop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill().await;
-        }
-    }
-}
-
-/// What each producer committed, in commit order per key.
-type Committed = Vec<(String, Uuid)>;
-
-async fn produce(
-    pool: PgPool,
-    outbox: Outbox<Postgres>,
-    producer: u64,
-    until: Instant,
-    seed: u64,
-) -> Result<Committed, BoxError> {
-    let mut rng = fastrand::Rng::with_seed(seed ^ producer);
-    let mut committed = Vec::new();
-    let mut n = 0u64;
-    while Instant::now() < until {
-        let count = rng.usize(1..=3);
-        let mut batch = Vec::with_capacity(count);
-        for _ in 0..count {
-            let key = format!("p{producer}-k{}", rng.u8(..8));
-            n += 1;
-            batch.push(
-                Message::json("chaos.event", &serde_json::json!({ "p": producer, "n": n }))?
-                    .key(key)?,
-            );
-        }
-        let ids: Vec<(String, Uuid)> = batch
-            .iter()
-            .map(|m| (m.partition_key().unwrap_or_default().to_owned(), m.id()))
-            .collect();
-        let mut tx = pool.begin().await?;
-        outbox.enqueue_all(&mut *tx, batch).await?;
-        tx.commit().await?;
-        committed.extend(ids);
-        tokio::time::sleep(Duration::from_millis(rng.u64(1..5))).await;
-    }
-    Ok(committed)
+#[derive(Default)]
+struct Faults {
+    postgres_crashes: u64,
+    postgres_down_ms: Vec<u64>,
+    nats_down_s: f64,
+    freezes: u64,
+    frozen_fenced: u64,
+    frozen_lease_expired_batches: u64,
+    frozen_broker_duplicates: u64,
 }
 
 async fn run(args: &[String]) -> Result<(), BoxError> {
     let quick = args.iter().any(|a| a == "--quick");
-    let seconds = number(args, "--seconds", if quick { 10 } else { 60 })?;
+    let seconds = number(args, "--seconds", if quick { 24 } else { 120 })?;
     let relay_count = number(args, "--relays", 4)? as usize;
     let producers = number(args, "--producers", 8)?;
     let kill_every = Duration::from_millis(number(args, "--kill-every-ms", 700)?);
+    let nats_down = number(args, "--nats-down-s", if quick { 4 } else { 30 })?;
     let seed = number(args, "--seed", fastrand::u64(..))?;
+    if seconds < 10 || nats_down as f64 > seconds as f64 * 0.4 {
+        return Err("--seconds must be at least 10 and --nats-down-s at most 40% of it".into());
+    }
     let started = Instant::now();
-    let progress = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
+    let progress = |what: &str| eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
     progress(&format!(
-        "chaos: {producers} producers, {relay_count} relays killed every {kill_every:?}, {seconds}s, seed {seed}"
+        "chaos: {producers} producers, {relay_count} relays, {seconds}s, seed {seed}"
     ));
 
-    let url = database_url();
+    let mut pg = Cluster::start().await?;
+    let mut nats = Nats::start().await?;
+    progress(&format!(
+        "own PostgreSQL at {}, own NATS at {}",
+        pg.url(),
+        nats.url()
+    ));
     let pool = PgPoolOptions::new()
         .max_connections(16)
-        .connect(&url)
-        .await
-        .map_err(|e| format!("PostgreSQL is not reachable at {url}: {e}"))?;
-    let table = format!("outbox_chaos_{}", std::process::id());
-    let outbox = Outbox::<Postgres>::with_table(&table)?;
-    outbox.migrate(&mut *pool.acquire().await?).await?;
-    let js = jetstream::new(
-        async_nats::connect(nats_url())
-            .await
-            .map_err(|e| format!("NATS is not reachable at {}: {e}", nats_url()))?,
-    );
-    let stream_name = format!("outboxchaos{}", std::process::id());
-    let mut stream = js
-        .create_stream(stream::Config {
-            name: stream_name.clone(),
-            subjects: vec![format!("{stream_name}.>")],
-            storage: stream::StorageType::Memory,
-            ..Default::default()
-        })
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&pg.url())
         .await?;
+    let table = "outbox_chaos";
+    let outbox = Outbox::<Postgres>::with_table(table)?;
+    outbox.migrate(&mut *pool.acquire().await?).await?;
+    produce::create_seq_table(&pool, table).await?;
+    let js = jetstream::new(
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(nats.url())
+            .await?,
+    );
+    let stream_name = "outboxchaos";
+    js.create_stream(stream::Config {
+        name: stream_name.into(),
+        subjects: vec![format!("{stream_name}.>")],
+        storage: stream::StorageType::File,
+        max_message_size: 4096,
+        ..Default::default()
+    })
+    .await?;
 
-    let mut relays = Relays {
-        children: Vec::new(),
-        table: table.clone(),
-        stream: stream_name.clone(),
-        kills: 0,
-    };
-    for _ in 0..relay_count {
-        let child = relays.spawn_one()?;
-        relays.children.push(child);
-    }
-
+    let mut relays = Relays::start(relay_count, table, stream_name, &pg.url(), &nats.url())?;
     let until = Instant::now() + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..producers)
-        .map(|p| tokio::spawn(produce(pool.clone(), outbox.clone(), p, until, seed)))
+        .map(|p| {
+            let kind = match p {
+                0 => Kind::Poison,
+                1 | 2 => Kind::Long,
+                _ => Kind::Fast,
+            };
+            tokio::spawn(produce::produce(
+                pool.clone(),
+                outbox.clone(),
+                kind,
+                p,
+                until,
+                seed,
+            ))
+        })
         .collect();
+
+    let mut faults = Faults::default();
+    let mut plan = schedule(seconds as f64, nats_down as f64)
+        .into_iter()
+        .peekable();
     let mut rng = fastrand::Rng::with_seed(seed);
-    while Instant::now() < until {
-        tokio::time::sleep(kill_every).await;
-        relays.kill_and_respawn(&mut rng).await?;
+    let mut frozen: Option<usize> = None;
+    let mut slow: Option<usize> = None;
+    let mut nats_stopped_at = None;
+    let mut next_kill = Instant::now() + kill_every;
+    while Instant::now() < until || plan.peek().is_some() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        relays.restart_exited()?;
+        let now = started.elapsed().as_secs_f64();
+        while let Some(&(_, fault)) = plan.peek().filter(|(at, _)| *at <= now) {
+            plan.next();
+            match fault {
+                Fault::PostgresCrash => {
+                    let down = pg.crash_and_restart().await?;
+                    faults.postgres_crashes += 1;
+                    faults.postgres_down_ms.push(down.as_millis() as u64);
+                    progress(&format!(
+                        "PostgreSQL crashed and restarted ({down:.1?} down)"
+                    ));
+                }
+                Fault::NatsStop => {
+                    nats.pause().await?;
+                    nats_stopped_at = Some(Instant::now());
+                    progress(&format!("NATS stopped for {nats_down}s"));
+                }
+                Fault::NatsStart => {
+                    nats.resume().await?;
+                    faults.nats_down_s =
+                        nats_stopped_at.map_or(0.0, |t: Instant| t.elapsed().as_secs_f64());
+                    progress("NATS started again");
+                }
+                Fault::StartSlow => {
+                    slow = Some(relays.start_slow(Duration::from_millis(300))?);
+                }
+                Fault::Freeze => {
+                    if let Some(i) = slow.take() {
+                        relays.signal(i, "STOP")?;
+                        frozen = Some(i);
+                        faults.freezes += 1;
+                        progress(&format!(
+                            "relay {i} (broker acks 300 ms late) frozen with SIGSTOP past its \
+                             {LEASE:?} lease"
+                        ));
+                    }
+                }
+                Fault::Thaw => {
+                    if let Some(i) = frozen {
+                        relays.signal(i, "CONT")?;
+                        progress(&format!("relay {i} resumed (SIGCONT)"));
+                    }
+                }
+                Fault::StopFrozen => {
+                    if let Some(i) = frozen.take() {
+                        let counters = relays.stop_one(i, false).await?;
+                        let get = |name: &str| counters.get(name).copied().unwrap_or(0);
+                        faults.frozen_fenced += get("outbox_fenced_total");
+                        faults.frozen_lease_expired_batches +=
+                            get("outbox_lease_expired_batches_total");
+                        faults.frozen_broker_duplicates += get("outbox_broker_duplicates_total");
+                        progress(&format!(
+                            "frozen relay stopped: {} fenced, {} batches given back on an \
+                             expired lease, {} duplicates at the broker",
+                            get("outbox_fenced_total"),
+                            get("outbox_lease_expired_batches_total"),
+                            get("outbox_broker_duplicates_total"),
+                        ));
+                    }
+                }
+            }
+        }
+        if Instant::now() >= next_kill && Instant::now() < until {
+            next_kill += kill_every;
+            let i = rng.usize(..relay_count);
+            if Some(i) != frozen {
+                relays.kill(i).await?;
+            }
+        }
     }
-    let mut committed: Committed = Vec::new();
+    let mut produced = Produced::default();
     for task in tasks {
-        committed.extend(task.await??);
+        let part = task.await??;
+        produced.records.extend(part.records);
+        produced.rolled_back.extend(part.rolled_back);
+        produced.failed_transactions += part.failed_transactions;
+        produced.long_transactions += part.long_transactions;
     }
     progress(&format!(
-        "{} messages committed, {} relays killed; draining",
-        committed.len(),
+        "{} messages enqueued, {} relays killed; draining",
+        produced.records.len(),
         relays.kills
     ));
 
     let store = outbox.store(pool.clone());
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
+        relays.restart_exited()?;
         let stats = store.stats().await?;
         if stats.unpublished() == 0 {
             break;
         }
         if Instant::now() > deadline {
-            relays.stop().await;
             return Err(
-                format!("outbox not drained 120s after the producers stopped: {stats:?}").into(),
+                format!("outbox not drained 180s after the producers stopped: {stats:?}").into(),
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let dead = store.stats().await?.dead;
-    relays.stop().await;
+    relays.stop_all().await?;
+    let stats = store.stats().await?;
     progress("drained; reading the stream back");
 
-    let in_stream = stream.info().await?.state.messages;
-    let mut first_seen: Vec<(String, Uuid)> = Vec::new();
-    let mut seen: HashSet<Uuid> = HashSet::new();
-    for seq in 1..=in_stream {
-        let message = stream.get_raw_message(seq).await?;
-        let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_owned());
-        let id: Uuid = header("Nats-Msg-Id")
-            .ok_or("message without Nats-Msg-Id")?
-            .parse()?;
-        if seen.insert(id) {
-            first_seen.push((header("Outbox-Key").unwrap_or_default(), id));
-        }
-    }
-    let committed_ids: HashSet<Uuid> = committed.iter().map(|(_, id)| *id).collect();
-    let lost = committed_ids.difference(&seen).count() as u64;
-    let order_violations = order_violations(&committed, &first_seen);
-    let summary = serde_json::json!({
-        "committed": committed.len(),
-        "published_unique": seen.len(),
-        "lost": lost,
-        "duplicates_seen_by_consumer": in_stream - seen.len() as u64,
-        "order_violations": order_violations,
-        "dead_lettered": dead,
-        "relays_killed": relays.kills,
-        "seconds": seconds,
-        "seed": seed,
-    });
-
-    js.delete_stream(&stream_name).await?;
-    for sql in [
-        format!("DROP TABLE IF EXISTS \"{table}\""),
-        format!("DROP TABLE IF EXISTS \"{table}_claims\""),
-        format!("DROP FUNCTION IF EXISTS \"{table}_claim\""),
-    ] {
-        sqlx::query(AssertSqlSafe(sql)).execute(&pool).await?;
-    }
-
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/outbox-chaos");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?,
-    )?;
-    println!("{}", serde_json::to_string_pretty(&summary)?);
-    if lost > 0 || order_violations > 0 {
-        return Err(format!(
-            "{lost} messages lost, {order_violations} order violations (seed {seed})"
-        )
-        .into());
-    }
-    Ok(())
-}
-
-/// Per key, how many messages reached the stream before one that committed earlier.
-fn order_violations(committed: &[(String, Uuid)], first_seen: &[(String, Uuid)]) -> u64 {
-    let mut position: HashMap<Uuid, usize> = HashMap::new();
-    let mut per_key_count: HashMap<&str, usize> = HashMap::new();
-    for (key, id) in committed {
-        let n = per_key_count.entry(key.as_str()).or_insert(0);
-        position.insert(*id, *n);
-        *n += 1;
-    }
-    let mut last: HashMap<&str, usize> = HashMap::new();
-    let mut violations = 0;
-    for (key, id) in first_seen {
-        let Some(&pos) = position.get(id) else {
-            continue;
-        };
-        match last.get(key.as_str()) {
-            Some(&prev) if pos < prev => violations += 1,
-            _ => {
-                last.insert(key.as_str(), pos);
+    // Poison messages from commits that returned an error may or may not exist.
+    let (mut dead_without_error, mut poison_dead, mut poison_dead_certain) = (0u64, 0u64, 0u64);
+    for record in produced.records.iter().filter(|r| r.poison) {
+        if let Some(row) = store.get(record.id).await?
+            && row.status == Status::Dead
+        {
+            poison_dead += 1;
+            poison_dead_certain += u64::from(record.certain);
+            if row.last_error.as_deref().is_none_or(str::is_empty) {
+                dead_without_error += 1;
             }
         }
     }
-    violations
+    let stream = js.get_stream(stream_name).await?;
+    let report = verify::check(stream, &produced).await?;
+
+    let summary = serde_json::json!({
+        "committed": report.committed,
+        "published_unique": report.published_unique,
+        "lost": report.lost,
+        "duplicates_seen_by_consumer": report.duplicates,
+        "order_violations": report.order_violations,
+        "dead_lettered": stats.dead,
+        "dead_not_poison": stats.dead.saturating_sub(poison_dead),
+        "dead_without_error": dead_without_error,
+        "poison_committed": report.poison_committed,
+        "poison_published": report.poison_published,
+        "rolled_back_published": report.rolled_back_published,
+        "uncertain_commits": report.uncertain,
+        "failed_transactions": produced.failed_transactions,
+        "long_transactions": produced.long_transactions,
+        "relays_killed": relays.kills,
+        "relays_crashed": relays.crashes,
+        "postgres_crashes": faults.postgres_crashes,
+        "postgres_down_ms": faults.postgres_down_ms,
+        "nats_down_s": (faults.nats_down_s * 10.0).round() / 10.0,
+        "relays_frozen": faults.freezes,
+        "frozen_relay_fenced": faults.frozen_fenced,
+        "frozen_relay_lease_expired_batches": faults.frozen_lease_expired_batches,
+        "frozen_relay_broker_duplicates": faults.frozen_broker_duplicates,
+        "broker_duplicates_graceful_relays": relays.counters.get("outbox_broker_duplicates_total").copied().unwrap_or(0),
+        "seconds": seconds,
+        "seed": seed,
+    });
+    pool.close().await;
+    pg.stop().await?;
+    nats.stop().await?;
+
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/outbox-chaos");
+    std::fs::create_dir_all(&dir)?;
+    let text = serde_json::to_string_pretty(&summary)?;
+    std::fs::write(dir.join("summary.json"), &text)?;
+    println!("{text}");
+    let mut broken = Vec::new();
+    for (what, n) in [
+        ("messages lost", report.lost),
+        ("order violations", report.order_violations),
+        (
+            "rolled-back messages published",
+            report.rolled_back_published,
+        ),
+        ("poison messages published", report.poison_published),
+        (
+            "dead messages that were not poison",
+            stats.dead.saturating_sub(poison_dead),
+        ),
+        ("dead messages without their error", dead_without_error),
+        ("relays that exited on their own", relays.crashes),
+    ] {
+        if n > 0 {
+            broken.push(format!("{n} {what}"));
+        }
+    }
+    if poison_dead_certain != report.poison_committed {
+        broken.push(format!(
+            "{} poison messages committed but {poison_dead_certain} dead",
+            report.poison_committed
+        ));
+    }
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} (seed {seed})", broken.join(", ")).into())
+    }
 }

@@ -1,0 +1,273 @@
+//! The relay processes: each one a real `Relay::run` against the run's PostgreSQL and NATS,
+//! started, killed, frozen and stopped by the harness.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use outbox_publishers::NatsPublisher;
+use outbox_sqlx::{Envelope, Outbox, PublishError, Publisher, Relay, RetryPolicy};
+use sqlx::Postgres;
+use sqlx::postgres::PgPoolOptions;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+use crate::services::signal;
+use crate::{BoxError, flag};
+
+/// The lease every relay process runs with.
+pub(crate) const LEASE: Duration = Duration::from_secs(2);
+
+/// Sums every counter the relay reports through the `metrics` facade, by name.
+#[derive(Default)]
+struct Counters(Mutex<HashMap<String, Arc<AtomicU64>>>);
+
+impl Counters {
+    fn snapshot(&self) -> HashMap<String, u64> {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.iter()
+            .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+impl Recorder for &'static Counters {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Counter::from_arc(Arc::clone(map.entry(key.name().to_owned()).or_default()))
+    }
+
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::noop()
+    }
+}
+
+/// A broker whose acknowledgements arrive `delay` late: the messages are out, the relay is
+/// still waiting. A relay frozen in that wait holds a claim, which is what fencing is for.
+struct SlowAcks<P> {
+    inner: P,
+    delay: Duration,
+}
+
+impl<P: Publisher> Publisher for SlowAcks<P> {
+    async fn publish(&self, batch: &[Envelope]) -> Vec<Result<(), PublishError>> {
+        let outcomes = self.inner.publish(batch).await;
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        outcomes
+    }
+}
+
+/// One relay process: runs until SIGINT, then prints its counters as one JSON line.
+pub(crate) async fn relay_process(args: &[String]) -> Result<(), BoxError> {
+    static COUNTERS: OnceLock<Counters> = OnceLock::new();
+    let counters = COUNTERS.get_or_init(Counters::default);
+    metrics::set_global_recorder(counters).map_err(|e| e.to_string())?;
+
+    let table = flag(args, "--table").ok_or("--table is required")?;
+    let subject = flag(args, "--stream").ok_or("--stream is required")?;
+    let database_url = flag(args, "--database-url").ok_or("--database-url is required")?;
+    let nats_url = flag(args, "--nats-url").ok_or("--nats-url is required")?;
+    // Lazy pool and retrying connect: a relay started while the database or the broker is
+    // down waits for them instead of exiting.
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(&database_url)?;
+    let store = Outbox::<Postgres>::with_table(&table)?.store(pool);
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(nats_url)
+        .await?;
+    let publisher = SlowAcks {
+        inner: NatsPublisher::new(jetstream::new(client)).subject_prefix(subject),
+        delay: Duration::from_millis(
+            flag(args, "--ack-delay-ms")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(0),
+        ),
+    };
+    let relay = Relay::builder(store, publisher)
+        .batch_size(100)
+        .lease(LEASE)
+        .poll_interval(Duration::from_millis(50))
+        .unavailable_backoff(Duration::from_millis(50), Duration::from_secs(1))
+        // Poison messages go dead within seconds; a broker outage must not get them there.
+        .retry_policy(RetryPolicy::new(
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+            2.0,
+            0.2,
+            4,
+        )?)
+        .build()?;
+    relay
+        .run(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    println!("{}", serde_json::to_string(&counters.snapshot())?);
+    Ok(())
+}
+
+/// The running relay processes.
+pub(crate) struct Relays {
+    children: Vec<Child>,
+    args: Vec<String>,
+    /// Relays killed with SIGKILL.
+    pub(crate) kills: u64,
+    /// Relays that exited without being told to.
+    pub(crate) crashes: u64,
+    /// Counters of relays stopped gracefully, summed.
+    pub(crate) counters: HashMap<String, u64>,
+}
+
+impl Relays {
+    /// Starts `count` relay processes.
+    pub(crate) fn start(
+        count: usize,
+        table: &str,
+        stream: &str,
+        database_url: &str,
+        nats_url: &str,
+    ) -> Result<Self, BoxError> {
+        let args = [
+            "relay",
+            "--table",
+            table,
+            "--stream",
+            stream,
+            "--database-url",
+            database_url,
+            "--nats-url",
+            nats_url,
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut relays = Self {
+            children: Vec::new(),
+            args,
+            kills: 0,
+            crashes: 0,
+            counters: HashMap::new(),
+        };
+        for _ in 0..count {
+            let child = relays.spawn_one()?;
+            relays.children.push(child);
+        }
+        Ok(relays)
+    }
+
+    fn spawn_one(&self) -> Result<Child, BoxError> {
+        self.spawn_with(&[])
+    }
+
+    fn spawn_with(&self, extra: &[&str]) -> Result<Child, BoxError> {
+        Ok(Command::new(std::env::current_exe()?)
+            .args(&self.args)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?)
+    }
+
+    /// Starts one more relay whose broker acknowledges `ack_delay` late; returns its index.
+    pub(crate) fn start_slow(&mut self, ack_delay: Duration) -> Result<usize, BoxError> {
+        let delay = ack_delay.as_millis().to_string();
+        let child = self.spawn_with(&["--ack-delay-ms", &delay])?;
+        self.children.push(child);
+        Ok(self.children.len() - 1)
+    }
+
+    /// SIGKILLs relay `i` and starts a new one in its place.
+    pub(crate) async fn kill(&mut self, i: usize) -> Result<(), BoxError> {
+        self.children[i].kill().await?;
+        self.kills += 1;
+        self.children[i] = self.spawn_one()?;
+        Ok(())
+    }
+
+    /// Restarts relays that exited on their own, counting them.
+    pub(crate) fn restart_exited(&mut self) -> Result<(), BoxError> {
+        for i in 0..self.children.len() {
+            if self.children[i].try_wait()?.is_some() {
+                self.crashes += 1;
+                self.children[i] = self.spawn_one()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `sig` to relay `i`.
+    pub(crate) fn signal(&self, i: usize, sig: &str) -> Result<(), BoxError> {
+        let pid = self.children[i].id().ok_or("relay already exited")?;
+        signal(pid, sig)
+    }
+
+    /// Stops relay `i` gracefully, returns its counters, and starts a new one in its place
+    /// when `replace` is set.
+    pub(crate) async fn stop_one(
+        &mut self,
+        i: usize,
+        replace: bool,
+    ) -> Result<HashMap<String, u64>, BoxError> {
+        let fresh = if replace {
+            Some(self.spawn_one()?)
+        } else {
+            None
+        };
+        let mut child = match fresh {
+            Some(fresh) => std::mem::replace(&mut self.children[i], fresh),
+            None => self.children.remove(i),
+        };
+        if let Some(pid) = child.id() {
+            signal(pid, "INT")?;
+        }
+        let mut out = String::new();
+        if let Some(mut stdout) = child.stdout.take() {
+            tokio::time::timeout(Duration::from_secs(30), stdout.read_to_string(&mut out))
+                .await
+                .map_err(|_| "a relay did not stop within 30 s of SIGINT")??;
+        }
+        let status = child.wait().await?;
+        if !status.success() {
+            return Err(format!("a relay exited with {status} on SIGINT").into());
+        }
+        let counters: HashMap<String, u64> = serde_json::from_str(out.trim())
+            .map_err(|e| format!("relay printed no counters ({e}): {out:?}"))?;
+        for (name, value) in &counters {
+            *self.counters.entry(name.clone()).or_default() += value;
+        }
+        Ok(counters)
+    }
+
+    /// Stops every relay gracefully.
+    pub(crate) async fn stop_all(&mut self) -> Result<(), BoxError> {
+        while !self.children.is_empty() {
+            self.stop_one(self.children.len() - 1, false).await?;
+        }
+        Ok(())
+    }
+}

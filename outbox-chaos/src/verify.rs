@@ -1,0 +1,96 @@
+//! Reads the stream back and compares it with what the producers committed.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::stream::Stream;
+use futures_util::StreamExt;
+use outbox_sqlx::Uuid;
+
+use crate::BoxError;
+use crate::produce::Produced;
+
+/// What the consumer saw, against what committed.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    /// Messages whose commit returned success (poison ones excluded).
+    pub(crate) committed: u64,
+    pub(crate) published_unique: u64,
+    /// Committed, not poison, never seen on the stream.
+    pub(crate) lost: u64,
+    /// Stream messages whose id was already seen.
+    pub(crate) duplicates: u64,
+    /// Per key: messages seen after one that committed later.
+    pub(crate) order_violations: u64,
+    pub(crate) poison_committed: u64,
+    pub(crate) poison_published: u64,
+    /// Messages of transactions that failed before commit, seen on the stream anyway.
+    pub(crate) rolled_back_published: u64,
+    /// Messages whose commit returned an error (they may or may not exist).
+    pub(crate) uncertain: u64,
+}
+
+/// Consumes the whole stream with an ordered consumer and checks it against `produced`.
+pub(crate) async fn check(mut stream: Stream, produced: &Produced) -> Result<Report, BoxError> {
+    let total = stream.info().await?.state.messages;
+    let consumer = stream.create_consumer(OrderedConfig::default()).await?;
+    let mut messages = consumer.messages().await?;
+    let mut seen_order: Vec<(String, Uuid)> = Vec::with_capacity(total as usize);
+    let mut seen: HashSet<Uuid> = HashSet::with_capacity(total as usize);
+    let mut report = Report::default();
+    for _ in 0..total {
+        let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
+            .await
+            .map_err(|_| "the stream stopped delivering before its last message")?
+            .ok_or("the stream ended early")??;
+        let headers = message.headers.as_ref().ok_or("message without headers")?;
+        let header = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+        let id: Uuid = header("Nats-Msg-Id")
+            .ok_or("message without Nats-Msg-Id")?
+            .parse()?;
+        if seen.insert(id) {
+            seen_order.push((header("Outbox-Key").unwrap_or_default(), id));
+        } else {
+            report.duplicates += 1;
+        }
+    }
+    report.published_unique = seen.len() as u64;
+
+    let mut position: HashMap<Uuid, i64> = HashMap::new();
+    for record in &produced.records {
+        position.insert(record.id, record.position);
+        if !record.certain {
+            report.uncertain += 1;
+        } else if record.poison {
+            report.poison_committed += 1;
+        } else {
+            report.committed += 1;
+            if !seen.contains(&record.id) {
+                report.lost += 1;
+            }
+        }
+        if record.poison && seen.contains(&record.id) {
+            report.poison_published += 1;
+        }
+    }
+    report.rolled_back_published = produced
+        .rolled_back
+        .iter()
+        .filter(|id| seen.contains(id))
+        .count() as u64;
+
+    let mut last: HashMap<&str, i64> = HashMap::new();
+    for (key, id) in &seen_order {
+        let Some(&pos) = position.get(id) else {
+            continue;
+        };
+        match last.get(key.as_str()) {
+            Some(&prev) if pos < prev => report.order_violations += 1,
+            _ => {
+                last.insert(key.as_str(), pos);
+            }
+        }
+    }
+    Ok(report)
+}
