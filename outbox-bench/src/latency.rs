@@ -1,13 +1,23 @@
-//! End-to-end latency: commit returned → JetStream acknowledged, relay in the producer's
-//! process, woken after each commit.
+//! End-to-end latency: commit returned → JetStream acknowledged, with the relay in the
+//! producer's process (woken after each commit) or in a process of its own (a sidecar, woken
+//! by LISTEN/NOTIFY or by its polling).
+//!
+//! Both ends read the wall clock of the same machine, so a sidecar's acknowledgement times can
+//! be compared with the producer's commit times.
 
 use std::collections::HashMap;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use outbox_publishers::NatsPublisher;
-use outbox_sqlx::{Envelope, Message, PublishError, Publisher, Relay, Uuid};
-use sqlx::PgPool;
+use outbox_sqlx::{
+    Envelope, Inspect, Message, NotifyListener, Outbox, PublishError, Publisher, Relay, Uuid,
+    WakeHandle,
+};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::BoxError;
 use crate::fixtures::Table;
@@ -15,13 +25,26 @@ use crate::fixtures::Table;
 /// Records when each message was acknowledged.
 struct Timed<P> {
     inner: P,
-    acked: Mutex<HashMap<Uuid, Instant>>,
+    acked: Mutex<HashMap<Uuid, SystemTime>>,
+}
+
+impl<P> Timed<P> {
+    fn new(inner: P) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            acked: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn acked(&self) -> HashMap<Uuid, SystemTime> {
+        self.acked.lock().unwrap().clone()
+    }
 }
 
 impl<P: Publisher> Publisher for Timed<P> {
     async fn publish(&self, batch: &[Envelope]) -> Vec<Result<(), PublishError>> {
         let outcomes = self.inner.publish(batch).await;
-        let now = Instant::now();
+        let now = SystemTime::now();
         let mut acked = self.acked.lock().unwrap();
         for (env, outcome) in batch.iter().zip(&outcomes) {
             if outcome.is_ok() {
@@ -37,7 +60,56 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// p50 and p99 in milliseconds at `rate` messages per second for `seconds`.
+/// p50 and p99 of commit → acknowledgement, in milliseconds.
+fn percentiles(
+    committed: &HashMap<Uuid, SystemTime>,
+    acked: &HashMap<Uuid, SystemTime>,
+) -> Result<(f64, f64), BoxError> {
+    let mut latencies = Vec::with_capacity(committed.len());
+    for (id, at) in committed {
+        let acked_at = acked
+            .get(id)
+            .ok_or_else(|| format!("message {id} was committed but never acknowledged"))?;
+        latencies.push(acked_at.duration_since(*at).unwrap_or_default());
+    }
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Ok((
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+    ))
+}
+
+/// Commits one message per transaction at `rate` per second for `seconds`, waking `wake`
+/// after each commit; returns when each committed.
+async fn offer(
+    pool: &PgPool,
+    outbox: &Outbox<Postgres>,
+    rate: u64,
+    seconds: u64,
+    wake: Option<&WakeHandle>,
+) -> Result<HashMap<Uuid, SystemTime>, BoxError> {
+    let total = rate * seconds;
+    let mut committed = HashMap::with_capacity(total as usize);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for i in 0..total {
+        ticker.tick().await;
+        let message =
+            Message::json("bench.latency", &serde_json::json!({ "i": i }))?.key(i % 100)?;
+        let id = message.id();
+        let mut tx = pool.begin().await?;
+        outbox.enqueue(&mut *tx, message).await?;
+        tx.commit().await?;
+        committed.insert(id, SystemTime::now());
+        if let Some(wake) = wake {
+            wake.wake();
+        }
+    }
+    Ok(committed)
+}
+
+/// p50 and p99 in milliseconds at `rate` messages per second for `seconds`, relay in-process.
 pub(crate) async fn in_process(
     pool: &PgPool,
     nats_url: &str,
@@ -46,10 +118,7 @@ pub(crate) async fn in_process(
 ) -> Result<(f64, f64), BoxError> {
     let table = Table::create(pool, "latency").await?;
     let (js, stream) = crate::fixtures::nats_stream(nats_url, "latency").await?;
-    let timed = Arc::new(Timed {
-        inner: NatsPublisher::new(js.clone()).subject_prefix(stream.clone()),
-        acked: Mutex::new(HashMap::new()),
-    });
+    let timed = Timed::new(NatsPublisher::new(js.clone()).subject_prefix(stream.clone()));
     let relay = Relay::builder(table.outbox.store(pool.clone()), Arc::clone(&timed))
         .batch_size(500)
         .poll_interval(Duration::from_millis(100))
@@ -61,23 +130,9 @@ pub(crate) async fn in_process(
         async move { relay.run(stop.cancelled_owned()).await }
     });
 
-    let total = rate * seconds;
-    let mut committed = HashMap::with_capacity(total as usize);
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    for i in 0..total {
-        ticker.tick().await;
-        let message =
-            Message::json("bench.latency", &serde_json::json!({ "i": i }))?.key(i % 100)?;
-        let id = message.id();
-        let mut tx = pool.begin().await?;
-        table.outbox.enqueue(&mut *tx, message).await?;
-        tx.commit().await?;
-        committed.insert(id, Instant::now());
-        wake.wake();
-    }
+    let committed = offer(pool, &table.outbox, rate, seconds, Some(&wake)).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while timed.acked.lock().unwrap().len() < total as usize {
+    while timed.acked.lock().unwrap().len() < committed.len() {
         if Instant::now() > deadline {
             return Err("latency run: not every message was acknowledged within 60s".into());
         }
@@ -87,16 +142,122 @@ pub(crate) async fn in_process(
     running.await??;
     js.delete_stream(&stream).await?;
     table.drop_table(pool).await?;
+    percentiles(&committed, &timed.acked())
+}
 
-    let acked = timed.acked.lock().unwrap();
-    let mut latencies: Vec<Duration> = committed
-        .iter()
-        .map(|(id, at)| acked[id].saturating_duration_since(*at))
-        .collect();
-    latencies.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    Ok((
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.99)),
-    ))
+/// How a sidecar relay learns that there is work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Producers NOTIFY on commit; the sidecar LISTENs (and polls every 500 ms as a backstop).
+    Notify,
+    /// The sidecar polls every 500 ms (the relay's default), producers send nothing.
+    Poll,
+}
+
+/// p50 and p99 in milliseconds with the relay in a separate process.
+pub(crate) async fn sidecar(
+    pool: &PgPool,
+    database_url: &str,
+    nats_url: &str,
+    rate: u64,
+    seconds: u64,
+    wake: Wake,
+) -> Result<(f64, f64), BoxError> {
+    let table = Table::create(pool, "sidecar").await?;
+    let (js, stream) = crate::fixtures::nats_stream(nats_url, "sidecar").await?;
+    let table_name = table.outbox.table().to_string();
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["sidecar-relay", "--table", &table_name, "--stream", &stream])
+        .args(if wake == Wake::Notify {
+            &["--listen"][..]
+        } else {
+            &[]
+        })
+        .env("DATABASE_URL", database_url)
+        .env("NATS_URL", nats_url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let mut ready = String::new();
+    tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut ready))
+        .await
+        .map_err(|_| "the sidecar relay did not start within 30 s")??;
+    if ready.trim() != "ready" {
+        return Err(format!("the sidecar relay said {ready:?} instead of ready").into());
+    }
+
+    let outbox = table.outbox.clone().notify_on_commit(wake == Wake::Notify);
+    let committed = offer(pool, &outbox, rate, seconds, None).await?;
+    let store = table.outbox.store(pool.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.stats().await?.unpublished() > 0 {
+        if Instant::now() > deadline {
+            return Err("sidecar run: the backlog did not drain within 60s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    crate::signal_interrupt(&child)?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(30), stdout.read_to_string(&mut out))
+        .await
+        .map_err(|_| "the sidecar relay did not stop within 30 s of SIGINT")??;
+    child.wait().await?;
+    let mut acked = HashMap::with_capacity(committed.len());
+    for line in out.lines() {
+        let (id, nanos) = line
+            .split_once(' ')
+            .ok_or_else(|| format!("bad sidecar line {line:?}"))?;
+        acked.insert(
+            id.parse::<Uuid>()?,
+            UNIX_EPOCH + Duration::from_nanos(nanos.parse()?),
+        );
+    }
+    js.delete_stream(&stream).await?;
+    table.drop_table(pool).await?;
+    percentiles(&committed, &acked)
+}
+
+/// The sidecar process: a relay on `--table`, publishing to `--stream`, until SIGINT; then
+/// prints `id unix_nanos` for every acknowledged message.
+pub(crate) async fn sidecar_relay(
+    args: &[String],
+    database_url: &str,
+    nats_url: &str,
+) -> Result<(), BoxError> {
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+            .ok_or_else(|| format!("{name} is required"))
+    };
+    let outbox = Outbox::<Postgres>::with_table(&value("--table")?)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(database_url)
+        .await?;
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url).await?);
+    let timed = Timed::new(NatsPublisher::new(js).subject_prefix(value("--stream")?));
+    let relay = Relay::builder(outbox.store(pool.clone()), Arc::clone(&timed))
+        .batch_size(500)
+        .build()?;
+    let _listener = if args.iter().any(|a| a == "--listen") {
+        Some(NotifyListener::start(&pool, &outbox, relay.wake_handle()).await?)
+    } else {
+        None
+    };
+    println!("ready");
+    relay
+        .run(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    let mut out = String::new();
+    for (id, at) in timed.acked() {
+        let nanos = at.duration_since(UNIX_EPOCH)?.as_nanos();
+        out.push_str(&format!("{id} {nanos}\n"));
+    }
+    print!("{out}");
+    Ok(())
 }

@@ -4,12 +4,13 @@
 //! Run with `cargo xtask bench` (or `cargo run --release -p outbox-bench -- suite [--quick]`).
 //! Reads `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and `NATS_URL`
 //! (default `127.0.0.1:4222`). Single scenarios: `drain [--rows N] [--batch B]
-//! [--concurrency C] [--publisher nats]`, `profile`, `latency [--seconds S] [--rate R]`,
-//! `notify`.
+//! [--concurrency C] [--publisher nats]`, `profile`, `latency [--seconds S] [--rate R]
+//! [--sidecar notify|poll]`, `keepup [--seconds S]`, `notify`.
 
 mod drain;
 mod enqueue;
 mod fixtures;
+mod keepup;
 mod latency;
 mod notify;
 mod profile;
@@ -23,6 +24,7 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::drain::DrainSpec;
 use crate::fixtures::{Keys, Table, median};
+use crate::latency::Wake;
 use crate::summary::Summary;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -35,6 +37,8 @@ struct Plan {
     naive_rows: usize,
     enqueue_txs: usize,
     latency_seconds: u64,
+    poll_latency_seconds: u64,
+    keepup_seconds: u64,
     notify_seconds: u64,
 }
 
@@ -45,6 +49,8 @@ const FULL: Plan = Plan {
     naive_rows: 5_000,
     enqueue_txs: 4_000,
     latency_seconds: 30,
+    poll_latency_seconds: 10,
+    keepup_seconds: 30,
     notify_seconds: 4,
 };
 
@@ -55,8 +61,23 @@ const QUICK: Plan = Plan {
     naive_rows: 1_000,
     enqueue_txs: 800,
     latency_seconds: 5,
+    poll_latency_seconds: 3,
+    keepup_seconds: 6,
     notify_seconds: 1,
 };
+
+/// Sends SIGINT to `child`, the way an orchestrator stops a relay.
+pub(crate) fn signal_interrupt(child: &tokio::process::Child) -> Result<(), BoxError> {
+    let pid = child.id().ok_or("the child process already exited")?;
+    let status = std::process::Command::new("kill")
+        .args(["-s", "INT", &pid.to_string()])
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -s INT {pid} failed").into())
+    }
+}
 
 fn flag(args: &[String], name: &str, default: usize) -> Result<usize, BoxError> {
     match args.iter().position(|a| a == name) {
@@ -74,6 +95,9 @@ async fn main() -> Result<(), BoxError> {
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "127.0.0.1:4222".into());
+    if args.first().map(String::as_str) == Some("sidecar-relay") {
+        return latency::sidecar_relay(&args, &url, &nats).await;
+    }
     let pool = PgPoolOptions::new()
         .max_connections(16)
         .connect(&url)
@@ -133,9 +157,36 @@ async fn main() -> Result<(), BoxError> {
         Some("latency") => {
             let seconds = flag(&args, "--seconds", 10)? as u64;
             let rate = flag(&args, "--rate", 1_000)? as u64;
-            let (p50, p99) = latency::in_process(&pool, &nats, rate, seconds).await?;
+            let sidecar = args
+                .iter()
+                .position(|a| a == "--sidecar")
+                .map(|i| args.get(i + 1).map(String::as_str));
+            let (where_, (p50, p99)) = match sidecar {
+                None => (
+                    "relay in-process",
+                    latency::in_process(&pool, &nats, rate, seconds).await?,
+                ),
+                Some(Some("notify")) => (
+                    "sidecar relay, LISTEN/NOTIFY",
+                    latency::sidecar(&pool, &url, &nats, rate, seconds, Wake::Notify).await?,
+                ),
+                Some(Some("poll")) => (
+                    "sidecar relay, polling",
+                    latency::sidecar(&pool, &url, &nats, rate, seconds, Wake::Poll).await?,
+                ),
+                Some(_) => return Err("--sidecar takes notify or poll".into()),
+            };
             println!(
-                "e2e commit -> JetStream ack at {rate} msg/s: p50 {p50:.2} ms, p99 {p99:.2} ms"
+                "e2e commit -> JetStream ack at {rate} msg/s ({where_}): p50 {p50:.2} ms, \
+                 p99 {p99:.2} ms"
+            );
+            Ok(())
+        }
+        Some("keepup") => {
+            let k = keepup::run(&pool, &nats, flag(&args, "--seconds", 30)? as u64).await?;
+            println!(
+                "keep-up: {:.0} commits/s, published/committed {:.3}, backlog {} -> {}",
+                k.commits_per_s, k.ratio, k.early_backlog, k.final_backlog
             );
             Ok(())
         }
@@ -144,7 +195,10 @@ async fn main() -> Result<(), BoxError> {
             println!("notify_commit_ratio {ratio:.3}");
             Ok(())
         }
-        _ => Err("usage: outbox-bench suite [--quick] | drain | profile | latency | notify".into()),
+        _ => Err(
+            "usage: outbox-bench suite [--quick] | drain | profile | latency | keepup | notify"
+                .into(),
+        ),
     }
 }
 
@@ -228,6 +282,31 @@ async fn suite(pool: &sqlx::PgPool, url: &str, nats: &str, plan: &Plan) -> Resul
     let (p50, p99) = latency::in_process(pool, nats, 1_000, plan.latency_seconds).await?;
     summary.ratio("e2e_p50_ms", p50, "< 2");
     summary.ratio("e2e_p99_ms", p99, "< 5");
+
+    progress("end-to-end latency, relay in a separate process woken by LISTEN/NOTIFY");
+    let (p50, p99) =
+        latency::sidecar(pool, url, nats, 1_000, plan.latency_seconds, Wake::Notify).await?;
+    summary.ratio("e2e_sidecar_p50_ms", p50, "< 5");
+    summary.ratio("e2e_sidecar_p99_ms", p99, "< 20");
+    progress("end-to-end latency, relay in a separate process polling every 500 ms");
+    let (p50, p99) = latency::sidecar(
+        pool,
+        url,
+        nats,
+        1_000,
+        plan.poll_latency_seconds,
+        Wake::Poll,
+    )
+    .await?;
+    summary.ratio("e2e_sidecar_poll_p50_ms", p50, "report");
+    summary.ratio("e2e_sidecar_poll_p99_ms", p99, "report");
+
+    progress("keep-up: 8 producers at full speed, relay in-process to NATS JetStream");
+    let k = keepup::run(pool, nats, plan.keepup_seconds).await?;
+    summary.ratio("keepup_ratio", k.ratio, ">= 1.0");
+    summary.value("keepup_final_backlog", k.final_backlog as f64);
+    summary.value("keepup_early_backlog", k.early_backlog as f64);
+    summary.value("keepup_commits_per_s", k.commits_per_s);
 
     progress("LISTEN/NOTIFY cost to producers");
     let notify = notify::ratio(pool, plan.rounds, plan.notify_seconds).await?;
