@@ -306,6 +306,9 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
     }
     let stream = js.get_stream(stream_name).await?;
     let report = verify::check(stream, &produced).await?;
+    for violation in &report.violations {
+        progress(&format!("order violation: {violation}"));
+    }
 
     let summary = serde_json::json!({
         "committed": report.committed,

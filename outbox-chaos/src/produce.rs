@@ -28,6 +28,8 @@ pub(crate) const POISON_BYTES: usize = 8 * 1024;
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
     pub(crate) id: Uuid,
+    /// The outbox row's sequence number.
+    pub(crate) seq: i64,
     /// Position in the commit order of its key (from the counter row).
     pub(crate) position: i64,
     pub(crate) poison: bool,
@@ -127,6 +129,11 @@ pub(crate) async fn produce(
          ON CONFLICT (key) DO UPDATE SET n = \"{seq}\".n + excluded.n \
          RETURNING key, n"
     );
+    // The outbox sequence numbers the transaction drew, for reports on order violations.
+    let lookup = format!(
+        "SELECT message_id, id FROM {} WHERE message_id = ANY($1)",
+        outbox.statements().quoted_table()
+    );
     let mut out = Produced::default();
     while Instant::now() < until {
         let batch = plan(kind, &mut rng, producer)?;
@@ -141,6 +148,7 @@ pub(crate) async fn produce(
             })
             .collect();
         let keys: Vec<String> = meta.iter().map(|(k, _, _)| k.clone()).collect();
+        let ids: Vec<Uuid> = meta.iter().map(|(_, id, _)| *id).collect();
         let attempt = async {
             let mut tx = pool.begin().await?;
             outbox.enqueue_all(&mut *tx, batch).await?;
@@ -151,9 +159,13 @@ pub(crate) async fn produce(
                 .bind(&keys)
                 .fetch_all(&mut *tx)
                 .await?;
-            Ok::<_, BoxError>((tx, last))
+            let seqs: Vec<(Uuid, i64)> = sqlx::query_as(AssertSqlSafe(lookup.as_str()))
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?;
+            Ok::<_, BoxError>((tx, last, seqs))
         };
-        let (tx, last) = match attempt.await {
+        let (tx, last, seqs) = match attempt.await {
             Ok(done) => done,
             Err(_) => {
                 // Nothing was committed: the transaction is gone with its connection or
@@ -174,6 +186,7 @@ pub(crate) async fn produce(
         // The counter ends at `last`; this transaction's messages of a key took the numbers
         // just below it, in enqueue order.
         let last: HashMap<String, i64> = last.into_iter().collect();
+        let seqs: HashMap<Uuid, i64> = seqs.into_iter().collect();
         let mut taken: HashMap<&str, i64> = HashMap::new();
         for key in &keys {
             *taken.entry(key).or_default() += 1;
@@ -187,6 +200,7 @@ pub(crate) async fn produce(
             let position = *slot;
             *slot += 1;
             out.records.push(Record {
+                seq: seqs.get(&id).copied().unwrap_or_default(),
                 id,
                 position,
                 poison,

@@ -23,6 +23,8 @@ pub(crate) struct Report {
     pub(crate) duplicates: u64,
     /// Per key: messages seen after one that committed later.
     pub(crate) order_violations: u64,
+    /// The first few violations, described.
+    pub(crate) violations: Vec<String>,
     pub(crate) poison_committed: u64,
     pub(crate) poison_published: u64,
     /// Messages of transactions that failed before commit, seen on the stream anyway.
@@ -36,7 +38,7 @@ pub(crate) async fn check(mut stream: Stream, produced: &Produced) -> Result<Rep
     let total = stream.info().await?.state.messages;
     let consumer = stream.create_consumer(OrderedConfig::default()).await?;
     let mut messages = consumer.messages().await?;
-    let mut seen_order: Vec<(String, Uuid)> = Vec::with_capacity(total as usize);
+    let mut seen_order: Vec<(String, Uuid, u64)> = Vec::with_capacity(total as usize);
     let mut seen: HashSet<Uuid> = HashSet::with_capacity(total as usize);
     let mut report = Report::default();
     for _ in 0..total {
@@ -49,8 +51,12 @@ pub(crate) async fn check(mut stream: Stream, produced: &Produced) -> Result<Rep
         let id: Uuid = header("Nats-Msg-Id")
             .ok_or("message without Nats-Msg-Id")?
             .parse()?;
+        let stream_seq = message
+            .info()
+            .map(|i| i.stream_sequence)
+            .unwrap_or_default();
         if seen.insert(id) {
-            seen_order.push((header("Outbox-Key").unwrap_or_default(), id));
+            seen_order.push((header("Outbox-Key").unwrap_or_default(), id, stream_seq));
         } else {
             report.duplicates += 1;
         }
@@ -58,8 +64,10 @@ pub(crate) async fn check(mut stream: Stream, produced: &Produced) -> Result<Rep
     report.published_unique = seen.len() as u64;
 
     let mut position: HashMap<Uuid, i64> = HashMap::new();
+    let mut outbox_seq: HashMap<Uuid, i64> = HashMap::new();
     for record in &produced.records {
         position.insert(record.id, record.position);
+        outbox_seq.insert(record.id, record.seq);
         if !record.certain {
             report.uncertain += 1;
         } else if record.poison {
@@ -80,15 +88,27 @@ pub(crate) async fn check(mut stream: Stream, produced: &Produced) -> Result<Rep
         .filter(|id| seen.contains(id))
         .count() as u64;
 
-    let mut last: HashMap<&str, i64> = HashMap::new();
-    for (key, id) in &seen_order {
+    let mut last: HashMap<&str, (i64, Uuid, u64)> = HashMap::new();
+    for (key, id, stream_seq) in &seen_order {
         let Some(&pos) = position.get(id) else {
             continue;
         };
         match last.get(key.as_str()) {
-            Some(&prev) if pos < prev => report.order_violations += 1,
+            Some(&(prev, prev_id, prev_seq)) if pos < prev => {
+                report.order_violations += 1;
+                if report.violations.len() < 10 {
+                    let row = |id: &Uuid| outbox_seq.get(id).copied().unwrap_or_default();
+                    report.violations.push(format!(
+                        "key {key}: commit #{pos} ({id}, outbox id {}) at stream seq \
+                         {stream_seq}, after commit #{prev} ({prev_id}, outbox id {}) at stream \
+                         seq {prev_seq}",
+                        row(id),
+                        row(&prev_id)
+                    ));
+                }
+            }
             _ => {
-                last.insert(key.as_str(), pos);
+                last.insert(key.as_str(), (pos, *id, *stream_seq));
             }
         }
     }

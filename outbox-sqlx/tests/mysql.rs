@@ -49,5 +49,6 @@ adapter_tests!(
     pool().await,
     "CREATE TABLE `{}` (id BIGINT PRIMARY KEY) ENGINE=InnoDB",
     "INSERT INTO `{}` (id) VALUES (?)",
-    "SELECT COUNT(*) FROM `{}`"
+    "SELECT COUNT(*) FROM `{}`",
+    "UPDATE `{}` SET created_at = created_at + INTERVAL 1 MINUTE, available_at = available_at + INTERVAL 1 MINUTE"
 );

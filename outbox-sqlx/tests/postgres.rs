@@ -53,7 +53,8 @@ adapter_tests!(
     pool().await,
     "CREATE TABLE \"{}\" (id bigint PRIMARY KEY)",
     "INSERT INTO \"{}\" (id) VALUES ($1)",
-    "SELECT count(*) FROM \"{}\""
+    "SELECT count(*) FROM \"{}\"",
+    "UPDATE \"{}\" SET created_at = created_at + interval '1 minute', available_at = available_at + interval '1 minute'"
 );
 
 /// A relay whose poll interval is far away is woken by a commit from another connection (as

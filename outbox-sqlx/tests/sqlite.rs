@@ -42,5 +42,6 @@ adapter_tests!(
     pool().await,
     "CREATE TABLE \"{}\" (id INTEGER PRIMARY KEY)",
     "INSERT INTO \"{}\" (id) VALUES (?)",
-    "SELECT count(*) FROM \"{}\""
+    "SELECT count(*) FROM \"{}\"",
+    "UPDATE \"{}\" SET created_at = created_at + 60000000, available_at = available_at + 60000000"
 );

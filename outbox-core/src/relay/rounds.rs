@@ -4,12 +4,17 @@ use std::collections::HashMap;
 
 use crate::message::Envelope;
 
-/// Reorders `messages` (in sequence order) so that round `r` holds the `r`-th message of every
-/// key, and returns the end offset of each round. Unkeyed messages all go to the first round.
+/// Reorders `messages` so that round `r` holds the `r`-th message of every key in sequence
+/// order, and returns the end offset of each round. Unkeyed messages all go to the first round.
 ///
 /// A publisher may then send a whole round at once without breaking per-key order, and a key
 /// with many claimed messages (a hot key) costs one round per message instead of a new claim.
-pub(crate) fn plan(messages: Vec<Envelope>) -> (Vec<Envelope>, Vec<usize>) {
+///
+/// The messages are sorted by sequence first: stores promise sequence order, but a claim is a
+/// query whose row order the database does not guarantee without an `ORDER BY` (or at all, for
+/// `RETURNING`), and per-key order must not hang on a query plan.
+pub(crate) fn plan(mut messages: Vec<Envelope>) -> (Vec<Envelope>, Vec<usize>) {
+    messages.sort_by_key(|m| m.seq);
     let mut depth_of_key: HashMap<&str, usize> = HashMap::new();
     let mut round_of = Vec::with_capacity(messages.len());
     let mut rounds = 1;
@@ -57,6 +62,22 @@ mod tests {
             msg = msg.key(key).unwrap();
         }
         Envelope::from_message(seq, &msg, SystemTime::now(), 0)
+    }
+
+    #[test]
+    fn claims_out_of_sequence_order_are_published_in_key_order() {
+        let (msgs, ends) = plan(vec![
+            env(7, Some("a")),
+            env(3, Some("b")),
+            env(5, Some("a")),
+            env(1, None),
+        ]);
+        assert_eq!(ends, vec![3, 4]);
+        assert_eq!(
+            msgs.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            vec![1, 3, 5, 7],
+            "the older message of key a must be in the earlier round"
+        );
     }
 
     #[test]

@@ -210,6 +210,20 @@ impl Statements {
     }
 }
 
+/// The claim's "due" condition, with `now` the database's clock expression.
+///
+/// A row enqueued without a delay has `available_at = created_at`, both stamped with its
+/// transaction's clock; it is due whatever the claim's clock says. Comparing it with the
+/// claim's clock would be wrong: PostgreSQL's `now()` is the start of the claim's transaction,
+/// which can precede the start of a producer transaction that still commits before the claim's
+/// snapshot, and such a row would be skipped while a later row of its key, from a transaction
+/// that started earlier, was claimed (a per-key order violation). Delayed rows and rows
+/// waiting for a retry compare `available_at` with the clock; the per-key rules keep their
+/// keys waiting behind them.
+pub(crate) fn due(now: &str) -> String {
+    format!("(available_at <= {now} OR (attempts = 0 AND available_at <= created_at))")
+}
+
 /// `?, ?, ?` with `n` marks.
 pub fn question_marks(n: usize) -> String {
     let mut s = String::with_capacity(n * 3);

@@ -134,10 +134,11 @@ pub fn claim_window(s: &Statements, busy: usize) -> String {
         )
     };
     format!(
-        "SELECT {} FROM {t} WHERE state = {live} AND available_at <= {NOW} \
+        "SELECT {} FROM {t} WHERE state = {live} AND {due} \
          AND (lease_until IS NULL OR lease_until <= {NOW}){exclude} \
          ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
-        envelope_columns()
+        envelope_columns(),
+        due = super::due(NOW),
     )
 }
 

@@ -83,6 +83,7 @@ pub(super) fn claims_sql(table: &TableName, envelope_columns: &str) -> ClaimsSql
     let c = claims_table(table).quoted('"');
     let function = table.with_suffix("_claim").quoted('"');
     let live = state::LIVE;
+    let due = super::due("now()");
     let claimed = "(SELECT unnest(ids) FROM old)";
     // A key is skipped while a live claim holds any of its rows (claims take a key's rows as a
     // prefix, so a held key's head is in flight) or while a row waits for its retry. Retrying
@@ -104,7 +105,7 @@ pub(super) fn claims_sql(table: &TableName, envelope_columns: &str) -> ClaimsSql
       AND available_at > now()
 ), cand AS (
     SELECT {envelope_columns} FROM {t} o
-    WHERE state = {live} AND available_at <= now()
+    WHERE state = {live} AND {due}
       AND id NOT IN (SELECT unnest(ids) FROM live_claims)
       AND (partition_key IS NULL OR partition_key NOT IN (SELECT partition_key FROM retrying))
     ORDER BY id
@@ -131,7 +132,7 @@ pub(super) fn claims_sql(table: &TableName, envelope_columns: &str) -> ClaimsSql
     FROM picked
     HAVING count(*) > 0
 )
-SELECT * FROM picked"
+SELECT * FROM picked ORDER BY id"
     );
     let settle = |keep: bool| {
         format!(

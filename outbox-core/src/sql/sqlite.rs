@@ -13,6 +13,7 @@ pub(super) fn statements(table: TableName) -> Statements {
     let base = table.table();
     let (live, dead, published) = (state::LIVE, state::DEAD, state::PUBLISHED);
     let now = NOW;
+    let due = super::due(now);
     let create = vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {t} (
@@ -63,7 +64,7 @@ pub(super) fn statements(table: TableName) -> Statements {
       AND available_at > {now}
 ), cand AS (
     SELECT id, partition_key FROM {t}
-    WHERE state = {live} AND available_at <= {now}
+    WHERE state = {live} AND {due}
       AND (lease_until IS NULL OR lease_until <= {now})
       AND (partition_key IS NULL OR partition_key NOT IN (SELECT partition_key FROM busy))
     ORDER BY id

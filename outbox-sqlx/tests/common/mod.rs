@@ -135,7 +135,7 @@ where
 /// `{}`; `$insert` inserts one id into it (one parameter); `$count` counts its rows.
 #[macro_export]
 macro_rules! adapter_tests {
-    ($pool:expr, $create:expr, $insert:expr, $count:expr) => {
+    ($pool:expr, $create:expr, $insert:expr, $count:expr, $stamp_later:expr) => {
         async fn business_table(pool: &sqlx::Pool<DbUnderTest>) -> String {
             let table = format!("biz_{}", $crate::common::fresh_table());
             sqlx::query(sqlx::AssertSqlSafe(format!($create, table)))
@@ -177,6 +177,40 @@ macro_rules! adapter_tests {
             outbox.migrate(&mut *conn).await.unwrap();
             outbox.migrate(&mut *conn).await.expect("migrate is idempotent");
             outbox
+        }
+
+        /// A row whose transaction's clock reads later than the claim's (on PostgreSQL `now()`
+        /// is the transaction's start, so a producer that starts after a claim and commits
+        /// before the claim's snapshot stamps its row "in the future") is still its key's head:
+        /// the next row of its key must not be claimed without it.
+        #[tokio::test]
+        async fn a_row_stamped_after_the_claims_clock_still_heads_its_key() {
+            use outbox_sqlx::Store;
+            let pool = $pool;
+            let outbox = migrated_outbox(&pool).await;
+            let message = |n: u32| {
+                outbox_sqlx::Message::json("e", &serde_json::json!({ "n": n }))
+                    .unwrap()
+                    .key("k")
+                    .unwrap()
+            };
+            let (first, second) = (message(1), message(2));
+            let order = vec![first.id(), second.id()];
+            let mut tx = pool.begin().await.unwrap();
+            outbox.enqueue(&mut *tx, first).await.unwrap();
+            tx.commit().await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!($stamp_later, outbox.table())))
+                .execute(&pool)
+                .await
+                .unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            outbox.enqueue(&mut *tx, second).await.unwrap();
+            tx.commit().await.unwrap();
+
+            let store = outbox.store(pool.clone());
+            let claim = store.claim(10, std::time::Duration::from_secs(30)).await.unwrap();
+            let claimed: Vec<_> = claim.messages.iter().map(|m| m.id).collect();
+            assert_eq!(claimed, order, "a key's later row was claimed without its head");
         }
 
         #[tokio::test]
