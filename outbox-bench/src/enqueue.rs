@@ -70,13 +70,8 @@ async fn round(
     Ok(started.elapsed() / (txs as u32))
 }
 
-/// Median over `rounds` interleaved rounds of (library time per tx) / (hand-written time per
-/// tx), and the library's time per transaction.
-pub(crate) async fn overhead(
-    pool: &PgPool,
-    rounds: usize,
-    txs: usize,
-) -> Result<(f64, Duration), BoxError> {
+/// A fresh outbox table and business table.
+async fn tables(pool: &PgPool) -> Result<(Table, String), BoxError> {
     let table = Table::create(pool, "enqueue").await?;
     let business = format!("outbox_bench_orders_{}", std::process::id());
     sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {business}")))
@@ -87,6 +82,34 @@ pub(crate) async fn overhead(
     )))
     .execute(pool)
     .await?;
+    Ok((table, business))
+}
+
+async fn drop_tables(pool: &PgPool, table: Table, business: &str) -> Result<(), BoxError> {
+    sqlx::query(AssertSqlSafe(format!("DROP TABLE {business}")))
+        .execute(pool)
+        .await?;
+    table.drop_table(pool).await
+}
+
+/// The library's time per transaction (business INSERT + `enqueue`, 8 producers), after a
+/// warm-up, on fresh tables.
+pub(crate) async fn library_per_tx(pool: &PgPool, txs: usize) -> Result<Duration, BoxError> {
+    let (table, business) = tables(pool).await?;
+    round(pool, &table, &business, Way::Library, PRODUCERS * 20).await?;
+    let per_tx = round(pool, &table, &business, Way::Library, txs).await?;
+    drop_tables(pool, table, &business).await?;
+    Ok(per_tx)
+}
+
+/// Median over `rounds` interleaved rounds of (library time per tx) / (hand-written time per
+/// tx), and the library's time per transaction.
+pub(crate) async fn overhead(
+    pool: &PgPool,
+    rounds: usize,
+    txs: usize,
+) -> Result<(f64, Duration), BoxError> {
+    let (table, business) = tables(pool).await?;
     // Warm the connections and statement caches of both paths.
     round(pool, &table, &business, Way::HandWritten, PRODUCERS * 20).await?;
     round(pool, &table, &business, Way::Library, PRODUCERS * 20).await?;
@@ -110,9 +133,6 @@ pub(crate) async fn overhead(
         ratios.push(lib.as_secs_f64() / base.as_secs_f64());
         ours.push(lib.as_secs_f64());
     }
-    sqlx::query(AssertSqlSafe(format!("DROP TABLE {business}")))
-        .execute(pool)
-        .await?;
-    table.drop_table(pool).await?;
+    drop_tables(pool, table, &business).await?;
     Ok((median(ratios), Duration::from_secs_f64(median(ours))))
 }

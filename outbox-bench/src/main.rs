@@ -13,6 +13,7 @@ mod fixtures;
 mod keepup;
 mod latency;
 mod notify;
+mod peer;
 mod profile;
 mod statements;
 mod summary;
@@ -40,6 +41,8 @@ struct Plan {
     poll_latency_seconds: u64,
     keepup_seconds: u64,
     notify_seconds: u64,
+    peer_rows: usize,
+    peer_batches: &'static [usize],
 }
 
 const FULL: Plan = Plan {
@@ -52,6 +55,8 @@ const FULL: Plan = Plan {
     poll_latency_seconds: 10,
     keepup_seconds: 30,
     notify_seconds: 4,
+    peer_rows: 50_000,
+    peer_batches: &[500, 1_000, 5_000],
 };
 
 const QUICK: Plan = Plan {
@@ -64,6 +69,8 @@ const QUICK: Plan = Plan {
     poll_latency_seconds: 3,
     keepup_seconds: 6,
     notify_seconds: 1,
+    peer_rows: 10_000,
+    peer_batches: &[1_000],
 };
 
 /// Sends SIGINT to `child`, the way an orchestrator stops a relay.
@@ -282,6 +289,7 @@ async fn suite(pool: &sqlx::PgPool, url: &str, nats: &str, plan: &Plan) -> Resul
     let (p50, p99) = latency::in_process(pool, nats, 1_000, plan.latency_seconds).await?;
     summary.ratio("e2e_p50_ms", p50, "< 2");
     summary.ratio("e2e_p99_ms", p99, "< 5");
+    let e2e_p99 = p99;
 
     progress("end-to-end latency, relay in a separate process woken by LISTEN/NOTIFY");
     let (p50, p99) =
@@ -308,6 +316,8 @@ async fn suite(pool: &sqlx::PgPool, url: &str, nats: &str, plan: &Plan) -> Resul
     summary.value("keepup_early_backlog", k.early_backlog as f64);
     summary.value("keepup_commits_per_s", k.commits_per_s);
 
+    peer_suite(pool, url, nats, plan, e2e_p99, &mut summary, &progress).await?;
+
     progress("LISTEN/NOTIFY cost to producers");
     let notify = notify::ratio(pool, plan.rounds, plan.notify_seconds).await?;
     summary.ratio("notify_commit_ratio", notify, "report");
@@ -316,5 +326,71 @@ async fn suite(pool: &sqlx::PgPool, url: &str, nats: &str, plan: &Plan) -> Resul
     summary.print();
     let path = summary.write()?;
     eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// The same enqueue, drain and latency workloads on the peer library, beside ours.
+async fn peer_suite(
+    pool: &sqlx::PgPool,
+    url: &str,
+    nats: &str,
+    plan: &Plan,
+    our_e2e_p99: f64,
+    summary: &mut Summary,
+    progress: &impl Fn(&str),
+) -> Result<(), BoxError> {
+    progress("peer (Oxide Outbox): enqueue, ours and theirs interleaved");
+    let txs = plan.enqueue_txs.to_string();
+    let mut ratios = Vec::new();
+    for _ in 0..plan.rounds.max(2) {
+        let ours = enqueue::library_per_tx(pool, plan.enqueue_txs)
+            .await?
+            .as_secs_f64()
+            * 1e6;
+        let theirs = peer::field(
+            &peer::run(&["enqueue", "--txs", &txs], url, nats).await?,
+            "per_tx_us",
+        )?;
+        ratios.push(ours / theirs);
+    }
+    summary.ratio("peer_enqueue_ratio", median(ratios), "< 1 (time per tx)");
+
+    progress("peer: drain to a null transport at its fastest batch size, then ours");
+    let rows = plan.peer_rows.to_string();
+    let mut theirs: f64 = 0.0;
+    for batch in plan.peer_batches {
+        let batch = batch.to_string();
+        let result = peer::run(&["drain", "--rows", &rows, "--batch", &batch], url, nats).await?;
+        theirs = theirs.max(peer::field(&result, "rows_per_s")?);
+    }
+    let table = Table::create(pool, "peer").await?;
+    let ours = drain::relay_null(
+        pool,
+        &table,
+        Keys::Uniform(1_000),
+        DrainSpec {
+            rows: plan.peer_rows,
+            batch: 500,
+            relays: 1,
+            concurrency: 2,
+        },
+    )
+    .await?;
+    table.drop_table(pool).await?;
+    summary.ratio("peer_drain_ratio", ours / theirs, "> 1 (rows/s)");
+    summary.value("peer_drain_rows_per_s", theirs);
+
+    progress("peer: end-to-end latency to NATS JetStream, 1,000 msg/s, its LISTEN/NOTIFY wake-up");
+    let seconds = plan.latency_seconds.to_string();
+    let result = peer::run(
+        &["latency", "--rate", "1000", "--seconds", &seconds],
+        url,
+        nats,
+    )
+    .await?;
+    let their_p99 = peer::field(&result, "p99_ms")?;
+    summary.ratio("peer_e2e_p99_ratio", our_e2e_p99 / their_p99, "< 1");
+    summary.value("peer_e2e_p50_ms", peer::field(&result, "p50_ms")?);
+    summary.value("peer_e2e_p99_ms", their_p99);
     Ok(())
 }

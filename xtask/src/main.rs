@@ -198,6 +198,20 @@ fn quickstart() -> Result {
 }
 
 fn bench(extra: &[String]) -> Result {
+    // The peer library is a crate of its own outside the workspace; build it first so the
+    // suite's timings never include a compile.
+    let mut peer = cargo();
+    peer.args([
+        "build",
+        "--release",
+        "--quiet",
+        "--manifest-path",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../outbox-bench/peer/Cargo.toml"
+        ),
+    ]);
+    run(peer)?;
     let mut suite = cargo();
     suite
         .args([
