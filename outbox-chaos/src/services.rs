@@ -22,6 +22,22 @@ pub(crate) fn signal(pid: u32, signal: &str) -> Result<(), BoxError> {
     }
 }
 
+/// Sends `how` to a server process and waits for it to exit (SIGKILL after 30 s).
+async fn stop_child(child: Option<Child>, how: &str) -> Result<(), BoxError> {
+    if let Some(mut child) = child {
+        if let Some(pid) = child.id() {
+            signal(pid, how)?;
+        }
+        if tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .is_err()
+        {
+            child.kill().await?;
+        }
+    }
+    Ok(())
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; taken by the caller right after).
 pub(crate) fn free_port() -> Result<u16, BoxError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -234,18 +250,7 @@ impl Postgres {
     }
 
     async fn shutdown(&mut self, how: &str) -> Result<(), BoxError> {
-        if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                signal(pid, how)?;
-            }
-            if tokio::time::timeout(Duration::from_secs(30), child.wait())
-                .await
-                .is_err()
-            {
-                child.kill().await?;
-            }
-        }
-        Ok(())
+        stop_child(self.child.take(), how).await
     }
 
     /// Stops the server and removes its directory.
@@ -318,18 +323,7 @@ impl Nats {
 
     /// Stops the server (SIGTERM, the way an operator or orchestrator stops it).
     pub(crate) async fn pause(&mut self) -> Result<(), BoxError> {
-        if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                signal(pid, "TERM")?;
-            }
-            if tokio::time::timeout(Duration::from_secs(30), child.wait())
-                .await
-                .is_err()
-            {
-                child.kill().await?;
-            }
-        }
-        Ok(())
+        stop_child(self.child.take(), "TERM").await
     }
 
     /// Stops the server and removes its store.
