@@ -233,7 +233,7 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
                 }
                 Fault::StopFrozen => {
                     if let Some(i) = frozen.take() {
-                        let counters = relays.stop_one(i, false).await?;
+                        let counters = relays.stop_one(i).await?;
                         let get = |name: &str| counters.get(name).copied().unwrap_or(0);
                         faults.frozen_fenced += get("outbox_fenced_total");
                         faults.frozen_lease_expired_batches +=
@@ -252,10 +252,8 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
         }
         if Instant::now() >= next_kill && Instant::now() < until {
             next_kill += kill_every;
-            let i = rng.usize(..relay_count);
-            if Some(i) != frozen {
-                relays.kill(i).await?;
-            }
+            // The frozen relay is the extra one, past `relay_count`: never killed.
+            relays.kill(rng.usize(..relay_count)).await?;
         }
     }
     let mut produced = Produced::default();

@@ -226,22 +226,9 @@ impl Relays {
         signal(pid, sig)
     }
 
-    /// Stops relay `i` gracefully, returns its counters, and starts a new one in its place
-    /// when `replace` is set.
-    pub(crate) async fn stop_one(
-        &mut self,
-        i: usize,
-        replace: bool,
-    ) -> Result<HashMap<String, u64>, BoxError> {
-        let fresh = if replace {
-            Some(self.spawn_one()?)
-        } else {
-            None
-        };
-        let mut child = match fresh {
-            Some(fresh) => std::mem::replace(&mut self.children[i], fresh),
-            None => self.children.remove(i),
-        };
+    /// Stops relay `i` gracefully, removes it, and returns its counters.
+    pub(crate) async fn stop_one(&mut self, i: usize) -> Result<HashMap<String, u64>, BoxError> {
+        let mut child = self.children.remove(i);
         if let Some(pid) = child.id() {
             signal(pid, "INT")?;
         }
@@ -266,7 +253,7 @@ impl Relays {
     /// Stops every relay gracefully.
     pub(crate) async fn stop_all(&mut self) -> Result<(), BoxError> {
         while !self.children.is_empty() {
-            self.stop_one(self.children.len() - 1, false).await?;
+            self.stop_one(self.children.len() - 1).await?;
         }
         Ok(())
     }

@@ -38,6 +38,14 @@ async fn stop_child(child: Option<Child>, how: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// An empty directory of this run's own under the temporary directory.
+fn fresh_dir(what: &str) -> Result<PathBuf, BoxError> {
+    let dir = std::env::temp_dir().join(format!("outbox-chaos-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; taken by the caller right after).
 pub(crate) fn free_port() -> Result<u16, BoxError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -121,9 +129,7 @@ pub(crate) struct Postgres {
 impl Postgres {
     /// Creates the cluster in a new temporary directory and starts it.
     pub(crate) async fn start() -> Result<Self, BoxError> {
-        let dir = std::env::temp_dir().join(format!("outbox-chaos-pg-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
+        let dir = fresh_dir("pg")?;
         let account = postgres_account()?;
         if let Some(a) = account {
             let status = std::process::Command::new("chown")
@@ -272,9 +278,7 @@ pub(crate) struct Nats {
 impl Nats {
     /// Starts a server on a free port with its store in a new temporary directory.
     pub(crate) async fn start() -> Result<Self, BoxError> {
-        let dir = std::env::temp_dir().join(format!("outbox-chaos-nats-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
+        let dir = fresh_dir("nats")?;
         let mut nats = Self {
             bin: which("nats-server").ok_or("nats-server not found on PATH or in /usr/sbin")?,
             dir,

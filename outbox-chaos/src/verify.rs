@@ -63,11 +63,10 @@ pub(crate) async fn check(mut stream: Stream, produced: &Produced) -> Result<Rep
     }
     report.published_unique = seen.len() as u64;
 
-    let mut position: HashMap<Uuid, i64> = HashMap::new();
-    let mut outbox_seq: HashMap<Uuid, i64> = HashMap::new();
+    // Per message: its place in its key's commit order, and its outbox id for reports.
+    let mut position: HashMap<Uuid, (i64, i64)> = HashMap::new();
     for record in &produced.records {
-        position.insert(record.id, record.position);
-        outbox_seq.insert(record.id, record.seq);
+        position.insert(record.id, (record.position, record.seq));
         if !record.certain {
             report.uncertain += 1;
         } else if record.poison {
@@ -88,27 +87,25 @@ pub(crate) async fn check(mut stream: Stream, produced: &Produced) -> Result<Rep
         .filter(|id| seen.contains(id))
         .count() as u64;
 
-    let mut last: HashMap<&str, (i64, Uuid, u64)> = HashMap::new();
+    // Per key: the latest commit seen so far, its id, outbox id and stream sequence.
+    let mut last: HashMap<&str, (i64, Uuid, i64, u64)> = HashMap::new();
     for (key, id, stream_seq) in &seen_order {
-        let Some(&pos) = position.get(id) else {
+        let Some(&(pos, row)) = position.get(id) else {
             continue;
         };
         match last.get(key.as_str()) {
-            Some(&(prev, prev_id, prev_seq)) if pos < prev => {
+            Some(&(prev, prev_id, prev_row, prev_seq)) if pos < prev => {
                 report.order_violations += 1;
                 if report.violations.len() < 10 {
-                    let row = |id: &Uuid| outbox_seq.get(id).copied().unwrap_or_default();
                     report.violations.push(format!(
-                        "key {key}: commit #{pos} ({id}, outbox id {}) at stream seq \
-                         {stream_seq}, after commit #{prev} ({prev_id}, outbox id {}) at stream \
-                         seq {prev_seq}",
-                        row(id),
-                        row(&prev_id)
+                        "key {key}: commit #{pos} ({id}, outbox id {row}) at stream seq \
+                         {stream_seq}, after commit #{prev} ({prev_id}, outbox id {prev_row}) \
+                         at stream seq {prev_seq}"
                     ));
                 }
             }
             _ => {
-                last.insert(key.as_str(), (pos, *id, *stream_seq));
+                last.insert(key.as_str(), (pos, *id, row, *stream_seq));
             }
         }
     }

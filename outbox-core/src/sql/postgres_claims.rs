@@ -132,7 +132,7 @@ pub(super) fn claims_sql(table: &TableName, envelope_columns: &str) -> ClaimsSql
     FROM picked
     HAVING count(*) > 0
 )
-SELECT * FROM picked ORDER BY id"
+SELECT * FROM picked"
     );
     let settle = |keep: bool| {
         format!(
