@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use outbox_sqlx::memory::NullPublisher;
 use outbox_sqlx::{Publisher, Relay};
-use sqlx::{AssertSqlSafe, PgPool, Row};
+use sqlx::Pool;
 
 use crate::BoxError;
+use crate::backend::Backend;
 use crate::fixtures::{Counting, Keys, Table};
 
 /// Settings of one relay drain.
@@ -21,9 +22,9 @@ pub(crate) struct DrainSpec {
 
 /// Preloads `spec.rows` rows spread by `keys`, then drains them with `spec.relays` relays and
 /// returns rows per second.
-pub(crate) async fn relay<P: Publisher + Clone>(
-    pool: &PgPool,
-    table: &Table,
+pub(crate) async fn relay<DB: Backend, P: Publisher + Clone>(
+    pool: &Pool<DB>,
+    table: &Table<DB>,
     keys: Keys,
     spec: DrainSpec,
     publisher: P,
@@ -55,86 +56,84 @@ pub(crate) async fn relay<P: Publisher + Clone>(
 }
 
 /// The relay to a null publisher.
-pub(crate) async fn relay_null(
-    pool: &PgPool,
-    table: &Table,
+pub(crate) async fn relay_null<DB: Backend>(
+    pool: &Pool<DB>,
+    table: &Table<DB>,
     keys: Keys,
     spec: DrainSpec,
 ) -> Result<f64, BoxError> {
     relay(pool, table, keys, spec, NullPublisher).await
 }
 
-/// The floor: claim and delete in one statement, no per-key rule, no lease, no publish.
-pub(crate) async fn floor(
-    pool: &PgPool,
-    table: &Table,
+/// The floor: claim and delete in as few statements as the database allows, no per-key rule,
+/// no lease, no publish.
+pub(crate) async fn floor<DB: Backend>(
+    pool: &Pool<DB>,
+    table: &Table<DB>,
     rows: usize,
     batch: usize,
 ) -> Result<f64, BoxError> {
     table.preload(pool, rows, Keys::Uniform(1_000)).await?;
     let t = table.quoted();
-    let sql = format!(
-        "WITH c AS (SELECT id FROM {t} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         DELETE FROM {t} o USING c WHERE o.id = c.id RETURNING o.id, o.payload"
-    );
     let started = Instant::now();
     let mut drained = 0;
     while drained < rows {
-        let got = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(batch as i64)
-            .fetch_all(pool)
-            .await?;
-        if got.is_empty() {
+        let got = DB::floor_batch(pool, &t, batch).await?;
+        if got == 0 {
             break;
         }
-        drained += got.len();
+        drained += got;
     }
     Ok(drained as f64 / started.elapsed().as_secs_f64())
 }
 
 /// The naive design: poll pending rows, publish, then mark each row published with its own
 /// `UPDATE` on an indexed status column.
-pub(crate) async fn naive(pool: &PgPool, rows: usize) -> Result<f64, BoxError> {
+pub(crate) async fn naive<DB: Backend>(pool: &Pool<DB>, rows: usize) -> Result<f64, BoxError> {
     let t = format!("outbox_bench_naive_{}", std::process::id());
-    for sql in [
-        format!("DROP TABLE IF EXISTS {t}"),
-        format!(
-            "CREATE TABLE {t} (id bigserial PRIMARY KEY, payload bytea NOT NULL, \
-             status text NOT NULL DEFAULT 'pending')"
+    DB::exec(pool, &format!("DROP TABLE IF EXISTS {t}")).await?;
+    DB::exec(
+        pool,
+        &DB::create_table(
+            &t,
+            "payload varchar(64) NOT NULL, status varchar(16) NOT NULL DEFAULT 'pending'",
         ),
-        format!("CREATE INDEX ON {t} (status)"),
-        format!(
-            "INSERT INTO {t} (payload) SELECT convert_to('{{\"i\":' || i || '}}', 'UTF8') \
-             FROM generate_series(1, {rows}) i"
-        ),
-        format!("VACUUM ANALYZE {t}"),
-    ] {
-        sqlx::query(AssertSqlSafe(sql)).execute(pool).await?;
+    )
+    .await?;
+    DB::exec(pool, &format!("CREATE INDEX {t}_status ON {t} (status)")).await?;
+    let mut loaded = 0;
+    while loaded < rows {
+        let n = (rows - loaded).min(1_000);
+        let values: Vec<String> = (loaded..loaded + n)
+            .map(|i| format!("('{{\"i\":{i}}}')"))
+            .collect();
+        DB::exec(
+            pool,
+            &format!("INSERT INTO {t} (payload) VALUES {}", values.join(",")),
+        )
+        .await?;
+        loaded += n;
     }
+    DB::exec(pool, &DB::analyze(&t)).await?;
     let select =
         format!("SELECT id, payload FROM {t} WHERE status = 'pending' ORDER BY id LIMIT 100");
-    let update = format!("UPDATE {t} SET status = 'published' WHERE id = $1");
+    let update = format!(
+        "UPDATE {t} SET status = 'published' WHERE id = {}",
+        DB::PARAM
+    );
     let started = Instant::now();
     let mut drained = 0;
     loop {
-        let batch = sqlx::query(AssertSqlSafe(select.as_str()))
-            .fetch_all(pool)
-            .await?;
+        let batch = DB::fetch_ids(pool, &select).await?;
         if batch.is_empty() {
             break;
         }
-        for row in batch {
-            let id: i64 = row.try_get(0)?;
-            sqlx::query(AssertSqlSafe(update.as_str()))
-                .bind(id)
-                .execute(pool)
-                .await?;
+        for id in batch {
+            DB::exec_id(pool, &update, id).await?;
             drained += 1;
         }
     }
     let rate = drained as f64 / started.elapsed().as_secs_f64();
-    sqlx::query(AssertSqlSafe(format!("DROP TABLE {t}")))
-        .execute(pool)
-        .await?;
+    DB::exec(pool, &format!("DROP TABLE {t}")).await?;
     Ok(rate)
 }

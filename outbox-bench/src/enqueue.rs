@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use outbox_sqlx::Message;
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::Pool;
 
 use crate::BoxError;
+use crate::backend::Backend;
 use crate::fixtures::{Table, median};
 
 const PRODUCERS: usize = 8;
@@ -17,19 +18,15 @@ enum Way {
     Library,
 }
 
-async fn round(
-    pool: &PgPool,
-    table: &Table,
+async fn round<DB: Backend>(
+    pool: &Pool<DB>,
+    table: &Table<DB>,
     business: &str,
     way: Way,
     txs: usize,
 ) -> Result<Duration, BoxError> {
-    let insert_business = format!("INSERT INTO {business} (total) VALUES ($1)");
-    let hand_written = format!(
-        "INSERT INTO {} (message_id, event_type, partition_key, aggregate_type, payload, headers) \
-         VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
-        table.quoted()
-    );
+    let insert_business = format!("INSERT INTO {business} (total) VALUES ({})", DB::PARAM);
+    let hand_written = table.quoted();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for p in 0..PRODUCERS {
@@ -41,22 +38,11 @@ async fn round(
                     Message::json("order.created", &serde_json::json!({ "p": p, "i": i }))?
                         .key(format!("order-{p}-{i}"))?;
                 let mut tx = pool.begin().await?;
-                sqlx::query(AssertSqlSafe(insert_business.as_str()))
-                    .bind(i as i64)
-                    .execute(&mut *tx)
-                    .await?;
+                DB::insert_business(&mut tx, &insert_business, i as i64).await?;
                 match way {
                     Way::Library => outbox.enqueue(&mut *tx, message).await?,
                     Way::HandWritten => {
-                        sqlx::query(AssertSqlSafe(hand_written.as_str()))
-                            .bind(message.id())
-                            .bind(message.event_type())
-                            .bind(message.partition_key())
-                            .bind(message.aggregate_type_name())
-                            .bind(&message.payload()[..])
-                            .bind(message.headers_json())
-                            .execute(&mut *tx)
-                            .await?;
+                        DB::insert_by_hand(&mut tx, &hand_written, &message).await?
                     }
                 }
                 tx.commit().await?;
@@ -71,30 +57,29 @@ async fn round(
 }
 
 /// A fresh outbox table and business table.
-async fn tables(pool: &PgPool) -> Result<(Table, String), BoxError> {
+async fn tables<DB: Backend>(pool: &Pool<DB>) -> Result<(Table<DB>, String), BoxError> {
     let table = Table::create(pool, "enqueue").await?;
     let business = format!("outbox_bench_orders_{}", std::process::id());
-    sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {business}")))
-        .execute(pool)
-        .await?;
-    sqlx::query(AssertSqlSafe(format!(
-        "CREATE TABLE {business} (id bigserial PRIMARY KEY, total bigint)"
-    )))
-    .execute(pool)
-    .await?;
+    DB::exec(pool, &format!("DROP TABLE IF EXISTS {business}")).await?;
+    DB::exec(pool, &DB::create_table(&business, "total bigint")).await?;
     Ok((table, business))
 }
 
-async fn drop_tables(pool: &PgPool, table: Table, business: &str) -> Result<(), BoxError> {
-    sqlx::query(AssertSqlSafe(format!("DROP TABLE {business}")))
-        .execute(pool)
-        .await?;
+async fn drop_tables<DB: Backend>(
+    pool: &Pool<DB>,
+    table: Table<DB>,
+    business: &str,
+) -> Result<(), BoxError> {
+    DB::exec(pool, &format!("DROP TABLE {business}")).await?;
     table.drop_table(pool).await
 }
 
 /// The library's time per transaction (business INSERT + `enqueue`, 8 producers), after a
 /// warm-up, on fresh tables.
-pub(crate) async fn library_per_tx(pool: &PgPool, txs: usize) -> Result<Duration, BoxError> {
+pub(crate) async fn library_per_tx<DB: Backend>(
+    pool: &Pool<DB>,
+    txs: usize,
+) -> Result<Duration, BoxError> {
     let (table, business) = tables(pool).await?;
     round(pool, &table, &business, Way::Library, PRODUCERS * 20).await?;
     let per_tx = round(pool, &table, &business, Way::Library, txs).await?;
@@ -104,8 +89,8 @@ pub(crate) async fn library_per_tx(pool: &PgPool, txs: usize) -> Result<Duration
 
 /// Median over `rounds` interleaved rounds of (library time per tx) / (hand-written time per
 /// tx), and the library's time per transaction.
-pub(crate) async fn overhead(
-    pool: &PgPool,
+pub(crate) async fn overhead<DB: Backend>(
+    pool: &Pool<DB>,
     rounds: usize,
     txs: usize,
 ) -> Result<(f64, Duration), BoxError> {

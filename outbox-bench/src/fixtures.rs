@@ -3,10 +3,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use outbox_sqlx::{Envelope, Message, Outbox, PublishError, Publisher};
-use sqlx::{AssertSqlSafe, PgPool, Postgres};
+use sqlx::Pool;
 use tokio::sync::Notify;
 
 use crate::BoxError;
+use crate::backend::Backend;
 
 /// How a backlog's keys are spread.
 #[derive(Debug, Clone, Copy)]
@@ -31,20 +32,17 @@ impl Keys {
 }
 
 /// A fresh outbox table, dropped by [`Table::drop_table`].
-pub(crate) struct Table {
-    pub(crate) outbox: Outbox<Postgres>,
+pub(crate) struct Table<DB: Backend> {
+    pub(crate) outbox: Outbox<DB>,
 }
 
-impl Table {
-    pub(crate) async fn create(pool: &PgPool, name: &str) -> Result<Self, BoxError> {
+impl<DB: Backend> Table<DB> {
+    pub(crate) async fn create(pool: &Pool<DB>, name: &str) -> Result<Self, BoxError> {
         let table = format!("outbox_bench_{name}_{}", std::process::id());
-        let outbox = Outbox::<Postgres>::with_table(&table)?;
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {}",
-            outbox.statements().quoted_table()
-        )))
-        .execute(pool)
-        .await?;
+        let outbox = Outbox::<DB>::with_table(&table)?;
+        for sql in DB::drop_outbox(&outbox.statements().quoted_table()) {
+            DB::exec(pool, &sql).await?;
+        }
         outbox.migrate(&mut *pool.acquire().await?).await?;
         Ok(Self { outbox })
     }
@@ -55,7 +53,7 @@ impl Table {
 
     pub(crate) async fn preload(
         &self,
-        pool: &PgPool,
+        pool: &Pool<DB>,
         rows: usize,
         keys: Keys,
     ) -> Result<(), BoxError> {
@@ -72,24 +70,13 @@ impl Table {
             tx.commit().await?;
             done += n;
         }
-        self.vacuum(pool).await
-    }
-
-    pub(crate) async fn vacuum(&self, pool: &PgPool) -> Result<(), BoxError> {
-        sqlx::query(AssertSqlSafe(format!("VACUUM ANALYZE {}", self.quoted())))
-            .execute(pool)
-            .await?;
+        DB::exec(pool, &DB::analyze(&self.quoted())).await?;
         Ok(())
     }
 
-    pub(crate) async fn drop_table(self, pool: &PgPool) -> Result<(), BoxError> {
-        let table = self.outbox.table().table().to_owned();
-        for sql in [
-            format!("DROP TABLE IF EXISTS {}", self.quoted()),
-            format!("DROP TABLE IF EXISTS \"{table}_claims\""),
-            format!("DROP FUNCTION IF EXISTS \"{table}_claim\""),
-        ] {
-            sqlx::query(AssertSqlSafe(sql)).execute(pool).await?;
+    pub(crate) async fn drop_table(self, pool: &Pool<DB>) -> Result<(), BoxError> {
+        for sql in DB::drop_outbox(&self.quoted()) {
+            DB::exec(pool, &sql).await?;
         }
         Ok(())
     }

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use outbox_publishers::NatsPublisher;
 use outbox_sqlx::{Message, Relay};
-use sqlx::PgPool;
+use sqlx::Pool;
 
 use crate::BoxError;
+use crate::backend::Backend;
 use crate::fixtures::{Counting, Table};
 
 /// What a keep-up run measured.
@@ -24,7 +25,11 @@ pub(crate) struct KeepUp {
     pub(crate) commits_per_s: f64,
 }
 
-pub(crate) async fn run(pool: &PgPool, nats_url: &str, seconds: u64) -> Result<KeepUp, BoxError> {
+pub(crate) async fn run<DB: Backend>(
+    pool: &Pool<DB>,
+    nats_url: &str,
+    seconds: u64,
+) -> Result<KeepUp, BoxError> {
     let table = Table::create(pool, "keepup").await?;
     let (js, stream) = crate::fixtures::nats_stream(nats_url, "keepup").await?;
     let counting = Arc::new(Counting::new(

@@ -16,10 +16,11 @@ use outbox_sqlx::{
     WakeHandle,
 };
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgPool, Pool, Postgres};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::BoxError;
+use crate::backend::Backend;
 use crate::fixtures::Table;
 
 /// Records when each message was acknowledged.
@@ -82,9 +83,9 @@ fn percentiles(
 
 /// Commits one message per transaction at `rate` per second for `seconds`, waking `wake`
 /// after each commit; returns when each committed.
-async fn offer(
-    pool: &PgPool,
-    outbox: &Outbox<Postgres>,
+async fn offer<DB: Backend>(
+    pool: &Pool<DB>,
+    outbox: &Outbox<DB>,
     rate: u64,
     seconds: u64,
     wake: Option<&WakeHandle>,
@@ -110,8 +111,8 @@ async fn offer(
 }
 
 /// p50 and p99 in milliseconds at `rate` messages per second for `seconds`, relay in-process.
-pub(crate) async fn in_process(
-    pool: &PgPool,
+pub(crate) async fn in_process<DB: Backend>(
+    pool: &Pool<DB>,
     nats_url: &str,
     rate: u64,
     seconds: u64,
@@ -163,7 +164,7 @@ pub(crate) async fn sidecar(
     seconds: u64,
     wake: Wake,
 ) -> Result<(f64, f64), BoxError> {
-    let table = Table::create(pool, "sidecar").await?;
+    let table = Table::<Postgres>::create(pool, "sidecar").await?;
     let (js, stream) = crate::fixtures::nats_stream(nats_url, "sidecar").await?;
     let table_name = table.outbox.table().to_string();
     let mut child = tokio::process::Command::new(std::env::current_exe()?)

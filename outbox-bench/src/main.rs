@@ -1,12 +1,17 @@
-//! Measures the outbox on PostgreSQL against baselines run side by side, and writes
-//! `target/outbox-bench/summary.json`.
+//! Measures the outbox against baselines run side by side, and writes
+//! `target/outbox-bench/summary.json` (PostgreSQL) or `summary-<db>.json` (`--db mysql`,
+//! `--db sqlite`).
 //!
-//! Run with `cargo xtask bench` (or `cargo run --release -p outbox-bench -- suite [--quick]`).
-//! Reads `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and `NATS_URL`
-//! (default `127.0.0.1:4222`). Single scenarios: `drain [--rows N] [--batch B]
-//! [--concurrency C] [--publisher nats]`, `profile`, `latency [--seconds S] [--rate R]
-//! [--sidecar notify|poll]`, `keepup [--seconds S]`, `notify`.
+//! Run with `cargo xtask bench` (or `cargo run --release -p outbox-bench -- suite [--quick]
+//! [--db postgres|mysql|sqlite]`). Reads `DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`), `MYSQL_URL` (default
+//! `mysql://root@127.0.0.1:3306/test`) and `NATS_URL` (default `127.0.0.1:4222`); SQLite runs
+//! on a fresh file in the temp directory. Single scenarios: `drain [--rows N] [--batch B]
+//! [--concurrency C] [--publisher nats] [--db ...]`, and on PostgreSQL `profile`,
+//! `latency [--seconds S] [--rate R] [--sidecar notify|poll]`, `keepup [--seconds S]`,
+//! `notify`.
 
+mod backend;
 mod drain;
 mod enqueue;
 mod fixtures;
@@ -21,8 +26,12 @@ mod summary;
 use std::time::Instant;
 
 use outbox_publishers::NatsPublisher;
+use sqlx::mysql::{MySql, MySqlPoolOptions};
 use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{Pool, Postgres};
 
+use crate::backend::Backend;
 use crate::drain::DrainSpec;
 use crate::fixtures::{Keys, Table, median};
 use crate::latency::Wake;
@@ -96,6 +105,21 @@ fn flag(args: &[String], name: &str, default: usize) -> Result<usize, BoxError> 
     }
 }
 
+fn value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn plan(args: &[String]) -> &'static Plan {
+    if args.iter().any(|a| a == "--quick") {
+        &QUICK
+    } else {
+        &FULL
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -105,65 +129,142 @@ async fn main() -> Result<(), BoxError> {
     if args.first().map(String::as_str) == Some("sidecar-relay") {
         return latency::sidecar_relay(&args, &url, &nats).await;
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(16)
-        .connect(&url)
-        .await
-        .map_err(|e| format!("PostgreSQL is not reachable at {url}: {e}"))?;
+    match value(&args, "--db").unwrap_or("postgres") {
+        "postgres" => {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .connect(&url)
+                .await
+                .map_err(|e| format!("PostgreSQL is not reachable at {url}: {e}"))?;
+            postgres(&args, &pool, &url, &nats).await
+        }
+        "mysql" => {
+            let url = std::env::var("MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+            let pool = MySqlPoolOptions::new()
+                .max_connections(16)
+                .connect(&url)
+                .await
+                .map_err(|e| format!("MySQL/MariaDB is not reachable at {url}: {e}"))?;
+            other::<MySql>(&args, &pool, &url, &nats).await
+        }
+        "sqlite" => {
+            let path = std::env::temp_dir().join(format!("outbox-bench-{}.db", std::process::id()));
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(std::time::Duration::from_secs(30));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?;
+            let result = other::<Sqlite>(&args, &pool, &path.display().to_string(), &nats).await;
+            pool.close().await;
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            result
+        }
+        other => Err(format!("--db takes postgres, mysql or sqlite, not {other:?}").into()),
+    }
+}
+
+/// The commands that run on MySQL/MariaDB and SQLite.
+async fn other<DB: Backend>(
+    args: &[String],
+    pool: &Pool<DB>,
+    url: &str,
+    nats: &str,
+) -> Result<(), BoxError> {
     match args.first().map(String::as_str) {
         Some("suite") => {
-            let plan = if args.iter().any(|a| a == "--quick") {
-                &QUICK
-            } else {
-                &FULL
-            };
-            suite(&pool, &url, &nats, plan).await
+            let started = Instant::now();
+            let progress =
+                |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
+            let mut summary = Summary::default();
+            common_suite(pool, url, nats, plan(args), &mut summary, &progress).await?;
+            finish(&summary, &progress)
         }
-        Some("drain") => {
-            let spec = DrainSpec {
-                rows: flag(&args, "--rows", 100_000)?,
-                batch: flag(&args, "--batch", 500)?,
-                relays: flag(&args, "--relays", 1)?,
-                concurrency: flag(&args, "--concurrency", 2)?,
-            };
-            let to_nats = args.iter().any(|a| a == "nats");
-            let table = Table::create(&pool, "drain").await?;
-            let floor = drain::floor(&pool, &table, spec.rows, spec.batch).await?;
-            let ours = if to_nats {
-                let (js, stream) = fixtures::nats_stream(&nats, "drain").await?;
-                let publisher = NatsPublisher::new(js.clone()).subject_prefix(stream.clone());
-                let rate = drain::relay(&pool, &table, Keys::Uniform(1_000), spec, publisher).await;
-                js.delete_stream(&stream).await?;
-                rate?
-            } else {
-                drain::relay_null(&pool, &table, Keys::Uniform(1_000), spec).await?
-            };
-            table.drop_table(&pool).await?;
-            let to = if to_nats {
-                "NATS JetStream"
-            } else {
-                "null publisher"
-            };
-            println!(
-                "floor {floor:.0} rows/s, relay -> {to} {ours:.0} rows/s, ratio {:.3}",
-                ours / floor
-            );
-            Ok(())
-        }
+        Some("drain") => drain_command(args, pool, nats).await,
+        _ => Err(format!(
+            "usage with --db {}: outbox-bench suite [--quick] | drain",
+            DB::DB_NAME
+        )
+        .into()),
+    }
+}
+
+/// Prints the table and writes the summary file.
+fn finish(summary: &Summary, progress: &impl Fn(&str)) -> Result<(), BoxError> {
+    progress("done");
+    summary.print();
+    let path = summary.write()?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+async fn drain_command<DB: Backend>(
+    args: &[String],
+    pool: &Pool<DB>,
+    nats: &str,
+) -> Result<(), BoxError> {
+    let spec = DrainSpec {
+        rows: flag(args, "--rows", 100_000)?,
+        batch: flag(args, "--batch", 500)?,
+        relays: flag(args, "--relays", 1)?,
+        concurrency: flag(args, "--concurrency", 2)?,
+    };
+    let to_nats = args.iter().any(|a| a == "nats");
+    let table = Table::create(pool, "drain").await?;
+    let floor = drain::floor(pool, &table, spec.rows, spec.batch).await?;
+    let ours = if to_nats {
+        let (js, stream) = fixtures::nats_stream(nats, "drain").await?;
+        let publisher = NatsPublisher::new(js.clone()).subject_prefix(stream.clone());
+        let rate = drain::relay(pool, &table, Keys::Uniform(1_000), spec, publisher).await;
+        js.delete_stream(&stream).await?;
+        rate?
+    } else {
+        drain::relay_null(pool, &table, Keys::Uniform(1_000), spec).await?
+    };
+    table.drop_table(pool).await?;
+    let to = if to_nats {
+        "NATS JetStream"
+    } else {
+        "null publisher"
+    };
+    println!(
+        "{}: floor {floor:.0} rows/s, relay -> {to} {ours:.0} rows/s, ratio {:.3}",
+        DB::DB_NAME,
+        ours / floor
+    );
+    Ok(())
+}
+
+/// The commands on PostgreSQL.
+async fn postgres(
+    args: &[String],
+    pool: &Pool<Postgres>,
+    url: &str,
+    nats: &str,
+) -> Result<(), BoxError> {
+    match args.first().map(String::as_str) {
+        Some("suite") => suite(pool, url, nats, plan(args)).await,
+        Some("drain") => drain_command(args, pool, nats).await,
         Some("profile") => {
-            let table = Table::create(&pool, "profile").await?;
+            let table = Table::create(pool, "profile").await?;
             table
-                .preload(&pool, flag(&args, "--rows", 100_000)?, Keys::Uniform(1_000))
+                .preload(pool, flag(args, "--rows", 100_000)?, Keys::Uniform(1_000))
                 .await?;
-            let rate = profile::claims_and_acks(&pool, &table.outbox, flag(&args, "--batch", 500)?)
-                .await?;
-            table.drop_table(&pool).await?;
+            let rate =
+                profile::claims_and_acks(pool, &table.outbox, flag(args, "--batch", 500)?).await?;
+            table.drop_table(pool).await?;
             println!("claim + ack loop: {rate:.0} rows/s");
             Ok(())
         }
         Some("latency") => {
-            let seconds = flag(&args, "--seconds", 10)? as u64;
-            let rate = flag(&args, "--rate", 1_000)? as u64;
+            let seconds = flag(args, "--seconds", 10)? as u64;
+            let rate = flag(args, "--rate", 1_000)? as u64;
             let sidecar = args
                 .iter()
                 .position(|a| a == "--sidecar")
@@ -171,15 +272,15 @@ async fn main() -> Result<(), BoxError> {
             let (where_, (p50, p99)) = match sidecar {
                 None => (
                     "relay in-process",
-                    latency::in_process(&pool, &nats, rate, seconds).await?,
+                    latency::in_process(pool, nats, rate, seconds).await?,
                 ),
                 Some(Some("notify")) => (
                     "sidecar relay, LISTEN/NOTIFY",
-                    latency::sidecar(&pool, &url, &nats, rate, seconds, Wake::Notify).await?,
+                    latency::sidecar(pool, url, nats, rate, seconds, Wake::Notify).await?,
                 ),
                 Some(Some("poll")) => (
                     "sidecar relay, polling",
-                    latency::sidecar(&pool, &url, &nats, rate, seconds, Wake::Poll).await?,
+                    latency::sidecar(pool, url, nats, rate, seconds, Wake::Poll).await?,
                 ),
                 Some(_) => return Err("--sidecar takes notify or poll".into()),
             };
@@ -190,7 +291,7 @@ async fn main() -> Result<(), BoxError> {
             Ok(())
         }
         Some("keepup") => {
-            let k = keepup::run(&pool, &nats, flag(&args, "--seconds", 30)? as u64).await?;
+            let k = keepup::run(pool, nats, flag(args, "--seconds", 30)? as u64).await?;
             println!(
                 "keep-up: {:.0} commits/s, published/committed {:.3}, backlog {} -> {}",
                 k.commits_per_s, k.ratio, k.early_backlog, k.final_backlog
@@ -198,21 +299,64 @@ async fn main() -> Result<(), BoxError> {
             Ok(())
         }
         Some("notify") => {
-            let ratio = notify::ratio(&pool, 3, 4).await?;
+            let ratio = notify::ratio(pool, 3, 4).await?;
             println!("notify_commit_ratio {ratio:.3}");
             Ok(())
         }
         _ => Err(
-            "usage: outbox-bench suite [--quick] | drain | profile | latency | keepup | notify"
+            "usage: outbox-bench suite [--quick] [--db postgres|mysql|sqlite] | drain | profile \
+             | latency | keepup | notify"
                 .into(),
         ),
     }
 }
 
-async fn suite(pool: &sqlx::PgPool, url: &str, nats: &str, plan: &Plan) -> Result<(), BoxError> {
+/// The whole suite on PostgreSQL: the scenarios every database runs, then the sidecar, the
+/// peer library and LISTEN/NOTIFY, which are PostgreSQL's.
+async fn suite(pool: &Pool<Postgres>, url: &str, nats: &str, plan: &Plan) -> Result<(), BoxError> {
     let started = Instant::now();
     let mut summary = Summary::default();
     let progress = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
+    let e2e_p99 = common_suite(pool, url, nats, plan, &mut summary, &progress).await?;
+
+    progress("end-to-end latency, relay in a separate process woken by LISTEN/NOTIFY");
+    let (p50, p99) =
+        latency::sidecar(pool, url, nats, 1_000, plan.latency_seconds, Wake::Notify).await?;
+    summary.ratio("e2e_sidecar_p50_ms", p50, "< 5");
+    summary.ratio("e2e_sidecar_p99_ms", p99, "< 20");
+    progress("end-to-end latency, relay in a separate process polling every 500 ms");
+    let (p50, p99) = latency::sidecar(
+        pool,
+        url,
+        nats,
+        1_000,
+        plan.poll_latency_seconds,
+        Wake::Poll,
+    )
+    .await?;
+    summary.ratio("e2e_sidecar_poll_p50_ms", p50, "report");
+    summary.ratio("e2e_sidecar_poll_p99_ms", p99, "report");
+
+    peer_suite(pool, url, nats, plan, e2e_p99, &mut summary, &progress).await?;
+
+    progress("LISTEN/NOTIFY cost to producers");
+    let notify = notify::ratio(pool, plan.rounds, plan.notify_seconds).await?;
+    summary.ratio("notify_commit_ratio", notify, "report");
+    finish(&summary, &progress)
+}
+
+/// The scenarios every database runs: enqueue cost, drain rates against the floor and the
+/// naive design, key skew, several relays, in-process end-to-end latency and keep-up. Returns
+/// the end-to-end p99.
+async fn common_suite<DB: Backend>(
+    pool: &Pool<DB>,
+    url: &str,
+    nats: &str,
+    plan: &Plan,
+    summary: &mut Summary,
+    progress: &impl Fn(&str),
+) -> Result<f64, BoxError> {
+    summary.database(DB::DB_NAME);
     let spec = DrainSpec {
         rows: plan.drain_rows,
         batch: 500,
@@ -226,7 +370,7 @@ async fn suite(pool: &sqlx::PgPool, url: &str, nats: &str, plan: &Plan) -> Resul
     summary.ratio("enqueue_overhead_ratio", ratio, "<= 1.05");
     summary.value("enqueue_tx_us", per_tx.as_secs_f64() * 1e6);
     let batch_table = Table::create(pool, "statements").await?;
-    let sent = statements::enqueue_all(url, &batch_table.outbox, 10).await?;
+    let sent = DB::batch_statements(url, pool, &batch_table.outbox, 10).await?;
     batch_table.drop_table(pool).await?;
     summary.ratio("enqueue_batch_statements", sent as f64, "1");
 
@@ -289,25 +433,6 @@ async fn suite(pool: &sqlx::PgPool, url: &str, nats: &str, plan: &Plan) -> Resul
     let (p50, p99) = latency::in_process(pool, nats, 1_000, plan.latency_seconds).await?;
     summary.ratio("e2e_p50_ms", p50, "< 2");
     summary.ratio("e2e_p99_ms", p99, "< 5");
-    let e2e_p99 = p99;
-
-    progress("end-to-end latency, relay in a separate process woken by LISTEN/NOTIFY");
-    let (p50, p99) =
-        latency::sidecar(pool, url, nats, 1_000, plan.latency_seconds, Wake::Notify).await?;
-    summary.ratio("e2e_sidecar_p50_ms", p50, "< 5");
-    summary.ratio("e2e_sidecar_p99_ms", p99, "< 20");
-    progress("end-to-end latency, relay in a separate process polling every 500 ms");
-    let (p50, p99) = latency::sidecar(
-        pool,
-        url,
-        nats,
-        1_000,
-        plan.poll_latency_seconds,
-        Wake::Poll,
-    )
-    .await?;
-    summary.ratio("e2e_sidecar_poll_p50_ms", p50, "report");
-    summary.ratio("e2e_sidecar_poll_p99_ms", p99, "report");
 
     progress("keep-up: 8 producers at full speed, relay in-process to NATS JetStream");
     let k = keepup::run(pool, nats, plan.keepup_seconds).await?;
@@ -315,23 +440,12 @@ async fn suite(pool: &sqlx::PgPool, url: &str, nats: &str, plan: &Plan) -> Resul
     summary.value("keepup_final_backlog", k.final_backlog as f64);
     summary.value("keepup_early_backlog", k.early_backlog as f64);
     summary.value("keepup_commits_per_s", k.commits_per_s);
-
-    peer_suite(pool, url, nats, plan, e2e_p99, &mut summary, &progress).await?;
-
-    progress("LISTEN/NOTIFY cost to producers");
-    let notify = notify::ratio(pool, plan.rounds, plan.notify_seconds).await?;
-    summary.ratio("notify_commit_ratio", notify, "report");
-
-    progress("done");
-    summary.print();
-    let path = summary.write()?;
-    eprintln!("wrote {}", path.display());
-    Ok(())
+    Ok(p99)
 }
 
 /// The same enqueue, drain and latency workloads on the peer library, beside ours.
 async fn peer_suite(
-    pool: &sqlx::PgPool,
+    pool: &Pool<Postgres>,
     url: &str,
     nats: &str,
     plan: &Plan,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use outbox_sqlx::{Message, Outbox};
+use outbox_sqlx::Outbox;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection, Postgres};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -70,9 +70,7 @@ pub(crate) async fn enqueue_all(
         .connect()
         .await?;
     let mut tx = conn.begin().await?;
-    let messages = (0..n)
-        .map(|i| Message::json("bench.batch", &serde_json::json!({ "i": i }))?.key(i % 3))
-        .collect::<Result<Vec<_>, _>>()?;
+    let messages = crate::backend::batch_messages(n)?;
     // Count from a quiet point: after BEGIN has been sent and answered.
     let before = executed.load(Ordering::Relaxed);
     outbox.enqueue_all(&mut *tx, messages).await?;

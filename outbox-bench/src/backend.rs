@@ -1,0 +1,413 @@
+//! What the bench needs from each database beyond the outbox itself: its DDL, the
+//! hand-written baselines, and how to count the statements a transaction sends.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use outbox_sqlx::{Message, Outbox, OutboxConnection, OutboxDatabase};
+use sqlx::mysql::MySql;
+use sqlx::sqlite::Sqlite;
+use sqlx::{AssertSqlSafe, Connection, Pool, Postgres, Row};
+
+use crate::BoxError;
+
+/// A database the bench runs on.
+pub(crate) trait Backend:
+    OutboxDatabase + sqlx::Database<Connection: OutboxConnection<Database = Self>>
+{
+    /// The name `--db` takes.
+    const DB_NAME: &'static str;
+    /// The first bind parameter's placeholder.
+    const PARAM: &'static str;
+
+    /// Runs `sql` without binds and returns the rows it affected.
+    fn exec(pool: &Pool<Self>, sql: &str) -> impl Future<Output = Result<u64, BoxError>> + Send;
+
+    /// Refreshes the planner's statistics of `table` after a bulk load.
+    fn analyze(table: &str) -> String;
+
+    /// Drops an outbox table and whatever its migration created beside it.
+    fn drop_outbox(table: &str) -> Vec<String>;
+
+    /// `CREATE TABLE` for a table with an auto-increment `id` and the given other columns.
+    fn create_table(table: &str, columns: &str) -> String;
+
+    /// Inserts one row into the business table, on a transaction's connection.
+    fn insert_business(
+        conn: &mut Self::Connection,
+        sql: &str,
+        total: i64,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// The hand-written outbox INSERT of `message`: the statement a user would write.
+    fn insert_by_hand(
+        conn: &mut Self::Connection,
+        table: &str,
+        message: &Message,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// One batch of the bare SQL floor: claims up to `batch` rows in id order, skipping locked
+    /// ones, and deletes them. Returns how many it took.
+    fn floor_batch(
+        pool: &Pool<Self>,
+        table: &str,
+        batch: usize,
+    ) -> impl Future<Output = Result<usize, BoxError>> + Send;
+
+    /// Ids from a `SELECT id, payload ...`.
+    fn fetch_ids(
+        pool: &Pool<Self>,
+        sql: &str,
+    ) -> impl Future<Output = Result<Vec<i64>, BoxError>> + Send;
+
+    /// Runs `sql` with `id` as its one bind.
+    fn exec_id(
+        pool: &Pool<Self>,
+        sql: &str,
+        id: i64,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// Statements a transaction sends for `enqueue_all` of `n` messages, counted outside the
+    /// library.
+    fn batch_statements(
+        url: &str,
+        pool: &Pool<Self>,
+        outbox: &Outbox<Self>,
+        n: usize,
+    ) -> impl Future<Output = Result<u64, BoxError>> + Send;
+}
+
+/// `n` keyed messages for a batch enqueue.
+pub(crate) fn batch_messages(n: usize) -> Result<Vec<Message>, BoxError> {
+    Ok((0..n)
+        .map(|i| Message::json("bench.batch", &serde_json::json!({ "i": i }))?.key(i % 3))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The trait's methods whose code is the same on every database, with its placeholders.
+macro_rules! common {
+    ($db:ty) => {
+        fn exec(pool: &Pool<$db>, sql: &str) -> impl Future<Output = Result<u64, BoxError>> + Send {
+            let sql = sql.to_owned();
+            async move {
+                Ok(sqlx::query(AssertSqlSafe(sql))
+                    .execute(pool)
+                    .await?
+                    .rows_affected())
+            }
+        }
+
+        async fn insert_business(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            sql: &str,
+            total: i64,
+        ) -> Result<(), BoxError> {
+            sqlx::query(AssertSqlSafe(sql.to_owned()))
+                .bind(total)
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn fetch_ids(pool: &Pool<$db>, sql: &str) -> Result<Vec<i64>, BoxError> {
+            let rows = sqlx::query(AssertSqlSafe(sql.to_owned()))
+                .fetch_all(pool)
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|row| row.try_get::<i64, _>(0))
+                .collect::<Result<_, _>>()?)
+        }
+
+        async fn exec_id(pool: &Pool<$db>, sql: &str, id: i64) -> Result<(), BoxError> {
+            sqlx::query(AssertSqlSafe(sql.to_owned()))
+                .bind(id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        }
+    };
+}
+
+impl Backend for Postgres {
+    const DB_NAME: &'static str = "postgres";
+    const PARAM: &'static str = "$1";
+
+    common!(Postgres);
+
+    fn analyze(table: &str) -> String {
+        format!("VACUUM ANALYZE {table}")
+    }
+
+    fn drop_outbox(table: &str) -> Vec<String> {
+        // The claims table and claim function are named after the unquoted table.
+        let bare = table.trim_matches('"');
+        vec![
+            format!("DROP TABLE IF EXISTS {table}"),
+            format!("DROP TABLE IF EXISTS \"{bare}_claims\""),
+            format!("DROP FUNCTION IF EXISTS \"{bare}_claim\""),
+        ]
+    }
+
+    fn create_table(table: &str, columns: &str) -> String {
+        format!("CREATE TABLE {table} (id bigserial PRIMARY KEY, {columns})")
+    }
+
+    async fn insert_by_hand(
+        conn: &mut sqlx::PgConnection,
+        table: &str,
+        message: &Message,
+    ) -> Result<(), BoxError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table} (message_id, event_type, partition_key, aggregate_type, \
+             payload, headers) VALUES ($1, $2, $3, $4, $5, $6::jsonb)"
+        )))
+        .bind(message.id())
+        .bind(message.event_type())
+        .bind(message.partition_key())
+        .bind(message.aggregate_type_name())
+        .bind(&message.payload()[..])
+        .bind(message.headers_json())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn floor_batch(
+        pool: &Pool<Postgres>,
+        table: &str,
+        batch: usize,
+    ) -> Result<usize, BoxError> {
+        // One round trip: the claim and the delete in one statement.
+        let sql = format!(
+            "WITH c AS (SELECT id FROM {table} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             DELETE FROM {table} o USING c WHERE o.id = c.id RETURNING o.id, o.payload"
+        );
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .bind(batch as i64)
+            .fetch_all(pool)
+            .await?
+            .len())
+    }
+
+    async fn batch_statements(
+        url: &str,
+        _pool: &Pool<Postgres>,
+        outbox: &Outbox<Postgres>,
+        n: usize,
+    ) -> Result<u64, BoxError> {
+        crate::statements::enqueue_all(url, outbox, n).await
+    }
+}
+
+/// MySQL and MariaDB have no `DELETE ... RETURNING` with `SKIP LOCKED`: the floor is the
+/// classic transaction (lock a batch, read it, delete it, commit).
+async fn mysql_floor_batch(
+    pool: &Pool<MySql>,
+    table: &str,
+    batch: usize,
+) -> Result<usize, BoxError> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT id, payload FROM {table} ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED"
+    )))
+    .bind(batch as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|row| row.try_get::<i64, _>(0).map(|id| id.to_string()))
+        .collect::<Result<_, _>>()?;
+    sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE id IN ({})",
+        ids.join(",")
+    )))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows.len())
+}
+
+/// The server's count of statements this session sent (`Questions`).
+async fn mysql_questions(conn: &mut sqlx::MySqlConnection) -> Result<u64, BoxError> {
+    let row = sqlx::query("SHOW SESSION STATUS LIKE 'Questions'")
+        .fetch_one(conn)
+        .await?;
+    Ok(row.try_get::<String, _>(1)?.parse()?)
+}
+
+impl Backend for MySql {
+    const DB_NAME: &'static str = "mysql";
+    const PARAM: &'static str = "?";
+
+    common!(MySql);
+
+    fn analyze(table: &str) -> String {
+        format!("ANALYZE TABLE {table}")
+    }
+
+    fn drop_outbox(table: &str) -> Vec<String> {
+        vec![format!("DROP TABLE IF EXISTS {table}")]
+    }
+
+    fn create_table(table: &str, columns: &str) -> String {
+        format!("CREATE TABLE {table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, {columns})")
+    }
+
+    async fn insert_by_hand(
+        conn: &mut sqlx::MySqlConnection,
+        table: &str,
+        message: &Message,
+    ) -> Result<(), BoxError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table} (message_id, event_type, partition_key, aggregate_type, \
+             payload, headers, created_at, available_at) \
+             VALUES (?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))"
+        )))
+        .bind(message.id().to_string())
+        .bind(message.event_type())
+        .bind(message.partition_key())
+        .bind(message.aggregate_type_name())
+        .bind(&message.payload()[..])
+        .bind(message.headers_json())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn floor_batch(pool: &Pool<MySql>, table: &str, batch: usize) -> Result<usize, BoxError> {
+        mysql_floor_batch(pool, table, batch).await
+    }
+
+    async fn batch_statements(
+        _url: &str,
+        pool: &Pool<MySql>,
+        outbox: &Outbox<MySql>,
+        n: usize,
+    ) -> Result<u64, BoxError> {
+        let mut conn = pool.acquire().await?;
+        // Warm the statement cache, so the count is a steady-state transaction's.
+        let mut tx = conn.begin().await?;
+        outbox.enqueue_all(&mut *tx, batch_messages(n)?).await?;
+        tx.rollback().await?;
+        // Reading the counter is itself a statement: measure what one read adds.
+        mysql_questions(&mut conn).await?;
+        let a = mysql_questions(&mut conn).await?;
+        let reading = mysql_questions(&mut conn).await? - a;
+        let mut tx = conn.begin().await?;
+        let before = mysql_questions(&mut tx).await?;
+        outbox.enqueue_all(&mut *tx, batch_messages(n)?).await?;
+        let sent = mysql_questions(&mut tx).await? - before - reading;
+        tx.rollback().await?;
+        Ok(sent)
+    }
+}
+
+/// Counts sqlx's per-query log events: SQLite runs in-process, so there is no wire to watch,
+/// but the driver reports every query it runs.
+struct QueryCounter {
+    queries: AtomicU64,
+}
+
+static QUERIES: QueryCounter = QueryCounter {
+    queries: AtomicU64::new(0),
+};
+
+impl tracing::Subscriber for &'static QueryCounter {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target() == "sqlx::query"
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if event.metadata().target() == "sqlx::query" {
+            self.queries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+impl Backend for Sqlite {
+    const DB_NAME: &'static str = "sqlite";
+    const PARAM: &'static str = "?";
+
+    common!(Sqlite);
+
+    fn analyze(table: &str) -> String {
+        format!("ANALYZE {table}")
+    }
+
+    fn drop_outbox(table: &str) -> Vec<String> {
+        vec![format!("DROP TABLE IF EXISTS {table}")]
+    }
+
+    fn create_table(table: &str, columns: &str) -> String {
+        format!("CREATE TABLE {table} (id INTEGER PRIMARY KEY, {columns})")
+    }
+
+    async fn insert_by_hand(
+        conn: &mut sqlx::SqliteConnection,
+        table: &str,
+        message: &Message,
+    ) -> Result<(), BoxError> {
+        let now = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)";
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table} (message_id, event_type, partition_key, aggregate_type, \
+             payload, headers, created_at, available_at) VALUES (?, ?, ?, ?, ?, ?, {now}, {now})"
+        )))
+        .bind(message.id().to_string())
+        .bind(message.event_type())
+        .bind(message.partition_key())
+        .bind(message.aggregate_type_name())
+        .bind(&message.payload()[..])
+        .bind(message.headers_json())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn floor_batch(
+        pool: &Pool<Sqlite>,
+        table: &str,
+        batch: usize,
+    ) -> Result<usize, BoxError> {
+        // One writer at a time: nothing to skip, and DELETE ... RETURNING is one statement.
+        let sql = format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT ?) \
+             RETURNING id, payload"
+        );
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .bind(batch as i64)
+            .fetch_all(pool)
+            .await?
+            .len())
+    }
+
+    async fn batch_statements(
+        _url: &str,
+        pool: &Pool<Sqlite>,
+        outbox: &Outbox<Sqlite>,
+        n: usize,
+    ) -> Result<u64, BoxError> {
+        // Installed once per process, and only by this SQLite-only measurement.
+        let _ = tracing::subscriber::set_global_default(&QUERIES);
+        let mut tx = pool.begin().await?;
+        let before = QUERIES.queries.load(Ordering::Relaxed);
+        outbox.enqueue_all(&mut *tx, batch_messages(n)?).await?;
+        let sent = QUERIES.queries.load(Ordering::Relaxed) - before;
+        tx.rollback().await?;
+        if sent == 0 {
+            return Err(
+                "no sqlx query events were seen: is another tracing subscriber set?".into(),
+            );
+        }
+        Ok(sent)
+    }
+}
