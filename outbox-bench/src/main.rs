@@ -187,8 +187,10 @@ async fn other<DB: Backend>(
             finish(&summary, &progress)
         }
         Some("drain") => drain_command(args, pool, nats).await,
+        Some("latency") => latency_command(args, pool, nats).await,
+        Some("keepup") => keepup_command(args, pool, nats).await,
         _ => Err(format!(
-            "usage with --db {}: outbox-bench suite [--quick] | drain",
+            "usage with --db {}: outbox-bench suite [--quick] | drain | latency | keepup",
             DB::DB_NAME
         )
         .into()),
@@ -241,6 +243,39 @@ async fn drain_command<DB: Backend>(
     Ok(())
 }
 
+async fn latency_command<DB: Backend>(
+    args: &[String],
+    pool: &Pool<DB>,
+    nats: &str,
+) -> Result<(), BoxError> {
+    let seconds = flag(args, "--seconds", 10)? as u64;
+    let rate = flag(args, "--rate", 1_000)? as u64;
+    let (p50, p99) = latency::in_process(pool, nats, rate, seconds).await?;
+    println!(
+        "{}: e2e commit -> JetStream ack at {rate} msg/s (relay in-process): p50 {p50:.2} ms, \
+         p99 {p99:.2} ms",
+        DB::DB_NAME
+    );
+    Ok(())
+}
+
+async fn keepup_command<DB: Backend>(
+    args: &[String],
+    pool: &Pool<DB>,
+    nats: &str,
+) -> Result<(), BoxError> {
+    let k = keepup::run(pool, nats, flag(args, "--seconds", 30)? as u64).await?;
+    println!(
+        "{}: keep-up {:.0} commits/s, published/committed {:.3}, backlog {} -> {}",
+        DB::DB_NAME,
+        k.commits_per_s,
+        k.ratio,
+        k.early_backlog,
+        k.final_backlog
+    );
+    Ok(())
+}
+
 /// The commands on PostgreSQL.
 async fn postgres(
     args: &[String],
@@ -270,10 +305,7 @@ async fn postgres(
                 .position(|a| a == "--sidecar")
                 .map(|i| args.get(i + 1).map(String::as_str));
             let (where_, (p50, p99)) = match sidecar {
-                None => (
-                    "relay in-process",
-                    latency::in_process(pool, nats, rate, seconds).await?,
-                ),
+                None => return latency_command(args, pool, nats).await,
                 Some(Some("notify")) => (
                     "sidecar relay, LISTEN/NOTIFY",
                     latency::sidecar(pool, url, nats, rate, seconds, Wake::Notify).await?,
@@ -290,14 +322,7 @@ async fn postgres(
             );
             Ok(())
         }
-        Some("keepup") => {
-            let k = keepup::run(pool, nats, flag(args, "--seconds", 30)? as u64).await?;
-            println!(
-                "keep-up: {:.0} commits/s, published/committed {:.3}, backlog {} -> {}",
-                k.commits_per_s, k.ratio, k.early_backlog, k.final_backlog
-            );
-            Ok(())
-        }
+        Some("keepup") => keepup_command(args, pool, nats).await,
         Some("notify") => {
             let ratio = notify::ratio(pool, 3, 4).await?;
             println!("notify_commit_ratio {ratio:.3}");

@@ -30,9 +30,11 @@ impl WakeHandle {
         Self::default()
     }
 
-    /// Wakes every idle loop of the relay.
+    /// Wakes one idle loop of the relay, or, when every loop is busy, the next one to finish
+    /// its batch. One loop per commit is enough: a loop that claims a full batch claims again
+    /// at once, and waking them all would send the others to claim nothing.
     pub fn wake(&self) {
-        self.0.notify_waiters();
+        self.0.notify_one();
     }
 }
 
