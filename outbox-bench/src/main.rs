@@ -7,7 +7,7 @@
 //! `postgres://postgres@127.0.0.1:5432/test`), `MYSQL_URL` (default
 //! `mysql://root@127.0.0.1:3306/test`) and `NATS_URL` (default `127.0.0.1:4222`); SQLite runs
 //! on a fresh file in the temp directory. Single scenarios: `drain [--rows N] [--batch B]
-//! [--concurrency C] [--publisher nats] [--db ...]`, and on PostgreSQL `profile`,
+//! [--relays R] [--concurrency C] [--keys one|skewed|N] [--publisher nats] [--db ...]`, and on PostgreSQL `profile`,
 //! `latency [--seconds S] [--rate R] [--sidecar notify|poll]`, `keepup [--seconds S]`,
 //! `notify`.
 
@@ -218,16 +218,25 @@ async fn drain_command<DB: Backend>(
         concurrency: flag(args, "--concurrency", 2)?,
     };
     let to_nats = args.iter().any(|a| a == "nats");
+    let keys = match value(args, "--keys") {
+        None => Keys::Uniform(1_000),
+        Some("one") => Keys::One,
+        Some("skewed") => Keys::Skewed(1_000),
+        Some(n) => Keys::Uniform(
+            n.parse()
+                .map_err(|_| format!("--keys takes one, skewed or a number of keys, not {n:?}"))?,
+        ),
+    };
     let table = Table::create(pool, "drain").await?;
     let floor = drain::floor(pool, &table, spec.rows, spec.batch).await?;
     let ours = if to_nats {
         let (js, stream) = fixtures::nats_stream(nats, "drain").await?;
         let publisher = NatsPublisher::new(js.clone()).subject_prefix(stream.clone());
-        let rate = drain::relay(pool, &table, Keys::Uniform(1_000), spec, publisher).await;
+        let rate = drain::relay(pool, &table, keys, spec, publisher).await;
         js.delete_stream(&stream).await?;
         rate?
     } else {
-        drain::relay_null(pool, &table, Keys::Uniform(1_000), spec).await?
+        drain::relay_null(pool, &table, keys, spec).await?
     };
     table.drop_table(pool).await?;
     let to = if to_nats {

@@ -56,7 +56,11 @@ pub(super) fn statements(table: TableName) -> Statements {
         format!("INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, {now}, {now} + ?)");
 
     // SQLite has one writer at a time, so the claim needs no row locks: the statement runs
-    // alone. The per-key rule is the same as on PostgreSQL.
+    // alone. The per-key rule is the same as on PostgreSQL. A key's gap is its first live row
+    // at or below its last candidate that is not eligible (every eligible row up to the last
+    // candidate is a candidate). `gaps` is materialized so each key's gap is looked up once,
+    // not once per candidate: on a backlog that is all one key, that was 500 scans of 500 rows
+    // per claim, and the claim took 120 ms instead of 5.
     let claim = format!(
         "WITH busy AS (
     SELECT DISTINCT partition_key FROM {t}
@@ -69,11 +73,11 @@ pub(super) fn statements(table: TableName) -> Statements {
       AND (partition_key IS NULL OR partition_key NOT IN (SELECT partition_key FROM busy))
     ORDER BY id
     LIMIT ?
-), gaps AS (
+), gaps AS MATERIALIZED (
     SELECT k.partition_key, (
         SELECT o.id FROM {t} o
         WHERE o.partition_key = k.partition_key AND o.state = {live} AND o.id <= k.last
-          AND o.id NOT IN (SELECT id FROM cand)
+          AND NOT ({due} AND (o.lease_until IS NULL OR o.lease_until <= {now}))
         ORDER BY o.id LIMIT 1
     ) AS gap
     FROM (SELECT partition_key, max(id) AS last FROM cand
