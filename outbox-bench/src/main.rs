@@ -154,6 +154,7 @@ async fn main() -> Result<(), BoxError> {
                 .filename(&path)
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(std::time::Duration::from_secs(30));
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
