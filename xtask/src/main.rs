@@ -4,8 +4,8 @@
 //!   JetStream) answer on 127.0.0.1, and starts any that is down.
 //! * `test`: `services`, then the whole test suite with nextest, then the doc tests.
 //! * `quickstart`: runs the quickstart and checks what it printed.
-//! * `bench [--quick]`: `services`, then the benchmark suite in release mode; writes
-//!   `target/outbox-bench/summary.json`.
+//! * `bench [--quick] [--db mysql|sqlite]`: `services`, then the benchmark suite in release
+//!   mode; writes `target/outbox-bench/summary.json` (PostgreSQL) or `summary-<db>.json`.
 //! * `chaos [--quick]`: relay processes killed and frozen, its own PostgreSQL crashed and its
 //!   own NATS stopped while producers commit; fails on any lost message, order violation or
 //!   unexpected dead letter; writes `target/outbox-chaos/summary.json`.
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Some("chaos") => chaos(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <services|test|quickstart|bench [--quick]|chaos [--quick]>\n\n\
+                "usage: cargo xtask <services|test|quickstart|bench [--quick] [--db mysql|sqlite]|chaos [--quick]>\n\n\
                  services    start PostgreSQL, MariaDB and NATS if they are down\n\
                  test        services, then every test (nextest) and the doc tests\n\
                  quickstart  run the quickstart and check its output\n\
