@@ -18,7 +18,7 @@ pub(crate) trait Backend:
     /// The name `--db` takes.
     const DB_NAME: &'static str;
     /// The first bind parameter's placeholder.
-    const PARAM: &'static str;
+    const PARAM: &'static str = "?";
 
     /// Runs `sql` without binds and returns the rows it affected.
     fn exec(pool: &Pool<Self>, sql: &str) -> impl Future<Output = Result<u64, BoxError>> + Send;
@@ -27,7 +27,9 @@ pub(crate) trait Backend:
     fn analyze(table: &str) -> String;
 
     /// Drops an outbox table and whatever its migration created beside it.
-    fn drop_outbox(table: &str) -> Vec<String>;
+    fn drop_outbox(table: &str) -> Vec<String> {
+        vec![format!("DROP TABLE IF EXISTS {table}")]
+    }
 
     /// `CREATE TABLE` for a table with an auto-increment `id` and the given other columns.
     fn create_table(table: &str, columns: &str) -> String;
@@ -124,6 +126,34 @@ macro_rules! common {
                 .bind(id)
                 .execute(pool)
                 .await?;
+            Ok(())
+        }
+    };
+}
+
+/// The hand-written INSERT on MySQL and SQLite, which store the message id as text and take
+/// timestamps from `$now`.
+macro_rules! text_id_insert_by_hand {
+    ($db:ty, $now:expr) => {
+        async fn insert_by_hand(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            table: &str,
+            message: &Message,
+        ) -> Result<(), BoxError> {
+            let now = $now;
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {table} (message_id, event_type, partition_key, aggregate_type, \
+                 payload, headers, created_at, available_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, {now}, {now})"
+            )))
+            .bind(message.id().to_string())
+            .bind(message.event_type())
+            .bind(message.partition_key())
+            .bind(message.aggregate_type_name())
+            .bind(&message.payload()[..])
+            .bind(message.headers_json())
+            .execute(conn)
+            .await?;
             Ok(())
         }
     };
@@ -241,7 +271,6 @@ async fn mysql_questions(conn: &mut sqlx::MySqlConnection) -> Result<u64, BoxErr
 
 impl Backend for MySql {
     const DB_NAME: &'static str = "mysql";
-    const PARAM: &'static str = "?";
 
     common!(MySql);
 
@@ -249,34 +278,11 @@ impl Backend for MySql {
         format!("ANALYZE TABLE {table}")
     }
 
-    fn drop_outbox(table: &str) -> Vec<String> {
-        vec![format!("DROP TABLE IF EXISTS {table}")]
-    }
-
     fn create_table(table: &str, columns: &str) -> String {
         format!("CREATE TABLE {table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, {columns})")
     }
 
-    async fn insert_by_hand(
-        conn: &mut sqlx::MySqlConnection,
-        table: &str,
-        message: &Message,
-    ) -> Result<(), BoxError> {
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {table} (message_id, event_type, partition_key, aggregate_type, \
-             payload, headers, created_at, available_at) \
-             VALUES (?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))"
-        )))
-        .bind(message.id().to_string())
-        .bind(message.event_type())
-        .bind(message.partition_key())
-        .bind(message.aggregate_type_name())
-        .bind(&message.payload()[..])
-        .bind(message.headers_json())
-        .execute(conn)
-        .await?;
-        Ok(())
-    }
+    text_id_insert_by_hand!(MySql, "UTC_TIMESTAMP(6)");
 
     async fn floor_batch(pool: &Pool<MySql>, table: &str, batch: usize) -> Result<usize, BoxError> {
         mysql_floor_batch(pool, table, batch).await
@@ -336,7 +342,6 @@ impl tracing::Subscriber for &'static QueryCounter {
 
 impl Backend for Sqlite {
     const DB_NAME: &'static str = "sqlite";
-    const PARAM: &'static str = "?";
 
     common!(Sqlite);
 
@@ -344,34 +349,14 @@ impl Backend for Sqlite {
         format!("ANALYZE {table}")
     }
 
-    fn drop_outbox(table: &str) -> Vec<String> {
-        vec![format!("DROP TABLE IF EXISTS {table}")]
-    }
-
     fn create_table(table: &str, columns: &str) -> String {
         format!("CREATE TABLE {table} (id INTEGER PRIMARY KEY, {columns})")
     }
 
-    async fn insert_by_hand(
-        conn: &mut sqlx::SqliteConnection,
-        table: &str,
-        message: &Message,
-    ) -> Result<(), BoxError> {
-        let now = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)";
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {table} (message_id, event_type, partition_key, aggregate_type, \
-             payload, headers, created_at, available_at) VALUES (?, ?, ?, ?, ?, ?, {now}, {now})"
-        )))
-        .bind(message.id().to_string())
-        .bind(message.event_type())
-        .bind(message.partition_key())
-        .bind(message.aggregate_type_name())
-        .bind(&message.payload()[..])
-        .bind(message.headers_json())
-        .execute(conn)
-        .await?;
-        Ok(())
-    }
+    text_id_insert_by_hand!(
+        Sqlite,
+        "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)"
+    );
 
     async fn floor_batch(
         pool: &Pool<Sqlite>,
