@@ -134,13 +134,22 @@ pub enum Settle {
 }
 
 impl Settle {
+    /// The row-lease statement (MySQL, SQLite) for `n` rows.
     pub(crate) fn sql(self, s: &Statements, n: usize) -> String {
+        let rows = row_lease(s);
         match self {
-            Settle::AckDelete => s.ack_delete(n),
-            Settle::AckKeep => s.ack_keep(n),
-            Settle::Release => s.release(n),
+            Settle::AckDelete => rows.ack_delete(n),
+            Settle::AckKeep => rows.ack_keep(n),
+            Settle::Release => rows.release(n),
         }
     }
+}
+
+/// The row-lease statements, which MySQL and SQLite statements always carry.
+pub(crate) fn row_lease(s: &Statements) -> &outbox_core::sql::RowLeaseSql {
+    s.row_lease
+        .as_ref()
+        .expect("MySQL and SQLite statements always carry the row-lease protocol")
 }
 
 /// A connection type the outbox can enqueue on: `PgConnection`, `MySqlConnection` or

@@ -105,16 +105,18 @@ macro_rules! text_id_store_fns {
             let mut tx = conn.begin().await.for_table(&s.table)?;
             let mut changed = 0;
             for f in failures {
-                changed += sqlx::query(AssertSqlSafe(s.fail_one.as_str()))
-                    .bind(f.error.as_str())
-                    .bind(i32::from(f.retry_after.is_none()))
-                    .bind(f.retry_after.map_or(0, micros))
-                    .bind(f.seq)
-                    .bind(token.0)
-                    .execute(&mut *tx)
-                    .await
-                    .for_table(&s.table)?
-                    .rows_affected();
+                changed += sqlx::query(AssertSqlSafe(
+                    $crate::database::row_lease(s).fail_one.as_str(),
+                ))
+                .bind(f.error.as_str())
+                .bind(i32::from(f.retry_after.is_none()))
+                .bind(f.retry_after.map_or(0, micros))
+                .bind(f.seq)
+                .bind(token.0)
+                .execute(&mut *tx)
+                .await
+                .for_table(&s.table)?
+                .rows_affected();
             }
             tx.commit().await.for_table(&s.table)?;
             Ok(changed)

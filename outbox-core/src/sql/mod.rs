@@ -57,9 +57,9 @@ pub const ENVELOPE_COLUMNS: usize = 9;
 
 /// Every statement an adapter needs for one outbox table on one database.
 ///
-/// On PostgreSQL, claims and their settlement go through [`Statements::claims`] (a claims table
-/// instead of a lease on every row); the row-lease statements (`fail_one`, `ack_delete`,
-/// `release`, ...) serve MySQL and SQLite.
+/// Claims and their settlement go through [`Statements::claims`] on PostgreSQL (a claims
+/// table instead of a lease on every row) and through [`Statements::row_lease`] on MySQL and
+/// SQLite.
 #[derive(Debug, Clone)]
 pub struct Statements {
     /// The database.
@@ -86,8 +86,9 @@ pub struct Statements {
     /// The claims-table protocol (PostgreSQL): claims, acks, failures and releases that write
     /// no lease to the outbox rows.
     pub claims: Option<ClaimsSql>,
-    /// Fail one row. Parameters: error, dead (0/1), retry delay in microseconds, id, token.
-    pub fail_one: String,
+    /// The row-lease protocol (MySQL, SQLite): settlement of rows that carry their claim's
+    /// lease.
+    pub row_lease: Option<RowLeaseSql>,
     /// Counts by status. Returns `pending, claimed, failed, dead, published,
     /// oldest_age_us` (the last may be NULL).
     pub stats: String,
@@ -164,42 +165,6 @@ impl Statements {
         }
     }
 
-    /// Acknowledge rows by deleting them. PostgreSQL parameters: id array, token. Others: token,
-    /// then `n` ids.
-    pub fn ack_delete(&self, n: usize) -> String {
-        let t = self.quoted_table();
-        format!("DELETE FROM {t} WHERE {}", self.fenced_ids(n))
-    }
-
-    /// Acknowledge rows by keeping them as published (retention). Parameters as for
-    /// [`Statements::ack_delete`].
-    pub fn ack_keep(&self, n: usize) -> String {
-        let t = self.quoted_table();
-        format!(
-            "UPDATE {t} SET state = {}, published_at = {}, lease_until = NULL, \
-             lease_token = NULL WHERE {}",
-            state::PUBLISHED,
-            self.now(),
-            self.fenced_ids(n)
-        )
-    }
-
-    /// Release rows unchanged. Parameters as for [`Statements::ack_delete`].
-    pub fn release(&self, n: usize) -> String {
-        let t = self.quoted_table();
-        format!(
-            "UPDATE {t} SET lease_until = NULL, lease_token = NULL WHERE {}",
-            self.fenced_ids(n)
-        )
-    }
-
-    fn fenced_ids(&self, n: usize) -> String {
-        match self.dialect {
-            Dialect::Postgres => "id = ANY($1) AND lease_token = $2".to_owned(),
-            _ => format!("lease_token = ? AND id IN ({})", question_marks(n)),
-        }
-    }
-
     /// The expression for "now" in the timestamp columns' type.
     pub fn now(&self) -> &'static str {
         match self.dialect {
@@ -208,6 +173,57 @@ impl Statements {
             Dialect::Sqlite => sqlite::NOW,
         }
     }
+}
+
+/// Settlement statements of the row-lease protocol (MySQL, SQLite): a claimed row carries its
+/// claim's `lease_token`, and every statement changes only rows whose token still matches.
+#[derive(Debug, Clone)]
+pub struct RowLeaseSql {
+    /// Fail one row. Parameters: error, dead (0/1), retry delay in microseconds, id, token.
+    pub fail_one: String,
+    quoted_table: String,
+    now: &'static str,
+}
+
+impl RowLeaseSql {
+    fn new(quoted_table: String, now: &'static str, fail_one: String) -> Self {
+        Self {
+            fail_one,
+            quoted_table,
+            now,
+        }
+    }
+
+    /// Acknowledge rows by deleting them. Parameters: token, then `n` ids.
+    pub fn ack_delete(&self, n: usize) -> String {
+        format!("DELETE FROM {} WHERE {}", self.quoted_table, fenced_ids(n))
+    }
+
+    /// Acknowledge rows by keeping them as published (retention). Parameters as for
+    /// [`RowLeaseSql::ack_delete`].
+    pub fn ack_keep(&self, n: usize) -> String {
+        format!(
+            "UPDATE {} SET state = {}, published_at = {}, lease_until = NULL, \
+             lease_token = NULL WHERE {}",
+            self.quoted_table,
+            state::PUBLISHED,
+            self.now,
+            fenced_ids(n)
+        )
+    }
+
+    /// Release rows unchanged. Parameters as for [`RowLeaseSql::ack_delete`].
+    pub fn release(&self, n: usize) -> String {
+        format!(
+            "UPDATE {} SET lease_until = NULL, lease_token = NULL WHERE {}",
+            self.quoted_table,
+            fenced_ids(n)
+        )
+    }
+}
+
+fn fenced_ids(n: usize) -> String {
+    format!("lease_token = ? AND id IN ({})", question_marks(n))
 }
 
 /// The claim's "due" condition, with `now` the database's clock expression.

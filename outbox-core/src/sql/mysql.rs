@@ -1,6 +1,6 @@
 //! MySQL and MariaDB statements. Timestamps are `DATETIME(6)` in UTC.
 
-use super::{Dialect, Statements, TableName, question_marks, state};
+use super::{Dialect, RowLeaseSql, Statements, TableName, question_marks, state};
 
 const NOW: &str = "UTC_TIMESTAMP(6)";
 
@@ -91,7 +91,7 @@ WHERE id = ? AND lease_token = ?"
         insert_one,
         insert_one_delayed,
         claim: String::new(),
-        fail_one,
+        row_lease: Some(RowLeaseSql::new(t.clone(), NOW, fail_one)),
         stats,
         get,
         retry_dead_one: format!("{revive} AND message_id = ?"),

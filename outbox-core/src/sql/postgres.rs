@@ -84,15 +84,6 @@ pub(super) fn statements(table: TableName) -> Statements {
     create.push(claims.create_function.clone());
     let leased = claims.leased.clone();
 
-    let fail_one = format!(
-        "UPDATE {t} SET attempts = attempts + 1, last_error = $1,
-    state = CASE WHEN $2 = 1 THEN {dead} ELSE state END,
-    available_at = CASE WHEN $2 = 1 THEN available_at
-                        ELSE now() + $3 * interval '1 microsecond' END,
-    lease_until = NULL, lease_token = NULL
-WHERE id = $4 AND lease_token = $5"
-    );
-
     let inflight = format!(
         "WITH inflight AS (SELECT unnest(ids) AS id FROM {claims_table} WHERE lease_until > now())"
     );
@@ -129,7 +120,7 @@ FROM {t}",
         insert_one_delayed,
         claim: claims.claim.clone(),
         claims: Some(claims),
-        fail_one,
+        row_lease: None,
         stats,
         get,
         retry_dead_one: format!("{revive} AND message_id = $1"),

@@ -1,6 +1,6 @@
 //! SQLite statements. Timestamps are integers: microseconds since the Unix epoch.
 
-use super::{Dialect, Statements, TableName, state};
+use super::{Dialect, RowLeaseSql, Statements, TableName, state};
 
 /// The current time in microseconds since the Unix epoch.
 pub(super) const NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)";
@@ -126,7 +126,7 @@ FROM {t}"
         insert_one,
         insert_one_delayed,
         claim,
-        fail_one,
+        row_lease: Some(RowLeaseSql::new(t.clone(), now, fail_one)),
         stats,
         get,
         retry_dead_one: format!("{revive} AND message_id = ?"),
