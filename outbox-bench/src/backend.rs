@@ -62,6 +62,13 @@ pub(crate) trait Backend:
         sql: &str,
     ) -> impl Future<Output = Result<Vec<i64>, BoxError>> + Send;
 
+    /// Runs `sql` with `limit` as its one bind and returns how many rows it returned.
+    fn fetch_count(
+        pool: &Pool<Self>,
+        sql: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, BoxError>> + Send;
+
     /// Runs `sql` with `id` as its one bind.
     fn exec_id(
         pool: &Pool<Self>,
@@ -119,6 +126,14 @@ macro_rules! common {
                 .iter()
                 .map(|row| row.try_get::<i64, _>(0))
                 .collect::<Result<_, _>>()?)
+        }
+
+        async fn fetch_count(pool: &Pool<$db>, sql: &str, limit: usize) -> Result<usize, BoxError> {
+            Ok(sqlx::query(AssertSqlSafe(sql.to_owned()))
+                .bind(limit as i64)
+                .fetch_all(pool)
+                .await?
+                .len())
         }
 
         async fn exec_id(pool: &Pool<$db>, sql: &str, id: i64) -> Result<(), BoxError> {
@@ -213,11 +228,7 @@ impl Backend for Postgres {
             "WITH c AS (SELECT id FROM {table} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
              DELETE FROM {table} o USING c WHERE o.id = c.id RETURNING o.id, o.payload"
         );
-        Ok(sqlx::query(AssertSqlSafe(sql))
-            .bind(batch as i64)
-            .fetch_all(pool)
-            .await?
-            .len())
+        Self::fetch_count(pool, &sql, batch).await
     }
 
     async fn batch_statements(
@@ -368,11 +379,7 @@ impl Backend for Sqlite {
             "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT ?) \
              RETURNING id, payload"
         );
-        Ok(sqlx::query(AssertSqlSafe(sql))
-            .bind(batch as i64)
-            .fetch_all(pool)
-            .await?
-            .len())
+        Self::fetch_count(pool, &sql, batch).await
     }
 
     async fn batch_statements(
