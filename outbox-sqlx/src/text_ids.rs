@@ -103,20 +103,19 @@ macro_rules! text_id_store_fns {
         ) -> Result<u64> {
             let mut conn = relay_conn(pool, s).await?;
             let mut tx = conn.begin().await.for_table(&s.table)?;
+            let fail_one = $crate::database::row_lease(s).fail_one.as_str();
             let mut changed = 0;
             for f in failures {
-                changed += sqlx::query(AssertSqlSafe(
-                    $crate::database::row_lease(s).fail_one.as_str(),
-                ))
-                .bind(f.error.as_str())
-                .bind(i32::from(f.retry_after.is_none()))
-                .bind(f.retry_after.map_or(0, micros))
-                .bind(f.seq)
-                .bind(token.0)
-                .execute(&mut *tx)
-                .await
-                .for_table(&s.table)?
-                .rows_affected();
+                changed += sqlx::query(AssertSqlSafe(fail_one))
+                    .bind(f.error.as_str())
+                    .bind(i32::from(f.retry_after.is_none()))
+                    .bind(f.retry_after.map_or(0, micros))
+                    .bind(f.seq)
+                    .bind(token.0)
+                    .execute(&mut *tx)
+                    .await
+                    .for_table(&s.table)?
+                    .rows_affected();
             }
             tx.commit().await.for_table(&s.table)?;
             Ok(changed)
