@@ -227,13 +227,10 @@ pub(crate) async fn sidecar_relay(
     database_url: &str,
     nats_url: &str,
 ) -> Result<(), BoxError> {
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-            .ok_or_else(|| format!("{name} is required"))
+    let value = |name: &str| -> Result<&str, BoxError> {
+        crate::value(args, name)?.ok_or_else(|| format!("{name} is required").into())
     };
-    let outbox = Outbox::<Postgres>::with_table(&value("--table")?)?;
+    let outbox = Outbox::<Postgres>::with_table(value("--table")?)?;
     let pool = PgPoolOptions::new()
         .max_connections(4)
         .connect(database_url)

@@ -7,9 +7,9 @@
 //! `postgres://postgres@127.0.0.1:5432/test`), `MYSQL_URL` (default
 //! `mysql://root@127.0.0.1:3306/test`) and `NATS_URL` (default `127.0.0.1:4222`); SQLite runs
 //! on a fresh file in the temp directory. Single scenarios: `drain [--rows N] [--batch B]
-//! [--relays R] [--concurrency C] [--keys one|skewed|N] [--publisher nats] [--db ...]`, and on PostgreSQL `profile`,
-//! `latency [--seconds S] [--rate R] [--sidecar notify|poll]`, `keepup [--seconds S]`,
-//! `notify`.
+//! [--relays R] [--concurrency C] [--keys one|skewed|N] [--publisher nats] [--db ...]`,
+//! `latency [--seconds S] [--rate R] [--db ...]`, `keepup [--seconds S] [--db ...]`, and on
+//! PostgreSQL only `profile`, `latency --sidecar notify|poll` and `notify`.
 
 mod backend;
 mod drain;
@@ -95,21 +95,20 @@ pub(crate) fn signal_interrupt(child: &tokio::process::Child) -> Result<(), BoxE
     }
 }
 
-fn flag(args: &[String], name: &str, default: usize) -> Result<usize, BoxError> {
+/// The value after `name`, if `name` is given; an error when nothing follows it.
+pub(crate) fn value<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>, BoxError> {
     match args.iter().position(|a| a == name) {
-        Some(i) => Ok(args
-            .get(i + 1)
-            .ok_or(format!("{name} needs a value"))?
-            .parse()?),
-        None => Ok(default),
+        Some(i) => Ok(Some(
+            args.get(i + 1)
+                .ok_or(format!("{name} needs a value"))?
+                .as_str(),
+        )),
+        None => Ok(None),
     }
 }
 
-fn value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
+fn flag(args: &[String], name: &str, default: usize) -> Result<usize, BoxError> {
+    value(args, name)?.map_or(Ok(default), |v| Ok(v.parse()?))
 }
 
 fn plan(args: &[String]) -> &'static Plan {
@@ -129,7 +128,7 @@ async fn main() -> Result<(), BoxError> {
     if args.first().map(String::as_str) == Some("sidecar-relay") {
         return latency::sidecar_relay(&args, &url, &nats).await;
     }
-    match value(&args, "--db").unwrap_or("postgres") {
+    match value(&args, "--db")?.unwrap_or("postgres") {
         "postgres" => {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
@@ -219,7 +218,7 @@ async fn drain_command<DB: Backend>(
         concurrency: flag(args, "--concurrency", 2)?,
     };
     let to_nats = args.iter().any(|a| a == "nats");
-    let keys = match value(args, "--keys") {
+    let keys = match value(args, "--keys")? {
         None => Keys::Uniform(1_000),
         Some("one") => Keys::One,
         Some("skewed") => Keys::Skewed(1_000),
@@ -310,17 +309,13 @@ async fn postgres(
         Some("latency") => {
             let seconds = flag(args, "--seconds", 10)? as u64;
             let rate = flag(args, "--rate", 1_000)? as u64;
-            let sidecar = args
-                .iter()
-                .position(|a| a == "--sidecar")
-                .map(|i| args.get(i + 1).map(String::as_str));
-            let (where_, (p50, p99)) = match sidecar {
+            let (where_, (p50, p99)) = match value(args, "--sidecar")? {
                 None => return latency_command(args, pool, nats).await,
-                Some(Some("notify")) => (
+                Some("notify") => (
                     "sidecar relay, LISTEN/NOTIFY",
                     latency::sidecar(pool, url, nats, rate, seconds, Wake::Notify).await?,
                 ),
-                Some(Some("poll")) => (
+                Some("poll") => (
                     "sidecar relay, polling",
                     latency::sidecar(pool, url, nats, rate, seconds, Wake::Poll).await?,
                 ),
