@@ -1,25 +1,19 @@
-//! The per-database seams: how each sqlx driver inserts, claims and settles rows.
+//! The per-database glue: how each sqlx driver binds the core's parameters and reads its
+//! cells. Everything else is the core's protocol.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use outbox_core::sql::{Dialect, Statements};
-use outbox_core::{
-    Envelope, Failure, LeaseToken, Message, OutboxStats, Result, Settled, Settlement,
-    StoredMessage, Uuid,
-};
-use sqlx::Pool;
+use outbox_core::sql::{Cell, CellType, DbError, Dialect, Param, Query, Row, Statements};
 
 mod sealed {
     pub trait Sealed {}
 }
-pub(crate) use sealed::Sealed;
 
 /// A sqlx database the outbox supports: `Postgres`, `MySql` or `Sqlite`.
 ///
 /// Sealed: the outbox's SQL is written per database.
-pub trait OutboxDatabase: sqlx::Database + Sealed {
+pub trait OutboxDatabase: sqlx::Database + sealed::Sealed {
     /// The SQL dialect.
     const DIALECT: Dialect;
 
@@ -27,129 +21,16 @@ pub trait OutboxDatabase: sqlx::Database + Sealed {
     fn default_statements() -> &'static Arc<Statements>;
 
     #[doc(hidden)]
-    fn insert(
+    fn fetch(
         conn: &mut Self::Connection,
-        s: &Statements,
-        messages: &[Message],
-    ) -> impl Future<Output = Result<()>> + Send;
+        query: &Query<'_>,
+    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send;
 
     #[doc(hidden)]
-    fn run_script(
+    fn execute(
         conn: &mut Self::Connection,
-        s: &Statements,
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    #[doc(hidden)]
-    fn claim(
-        pool: &Pool<Self>,
-        s: &Statements,
-        limit: usize,
-        lease: Duration,
-        token: LeaseToken,
-    ) -> impl Future<Output = Result<Vec<Envelope>>> + Send;
-
-    #[doc(hidden)]
-    fn settle(
-        pool: &Pool<Self>,
-        s: &Statements,
-        kind: Settle,
-        token: LeaseToken,
-        seqs: &[i64],
-    ) -> impl Future<Output = Result<u64>> + Send;
-
-    #[doc(hidden)]
-    fn fail(
-        pool: &Pool<Self>,
-        s: &Statements,
-        token: LeaseToken,
-        failures: &[Failure],
-    ) -> impl Future<Output = Result<u64>> + Send;
-
-    #[doc(hidden)]
-    fn settle_batch(
-        pool: &Pool<Self>,
-        s: &Statements,
-        keep_published: bool,
-        token: LeaseToken,
-        settlement: &Settlement,
-    ) -> impl Future<Output = Result<Settled>> + Send {
-        async move {
-            let ack = if keep_published {
-                Settle::AckKeep
-            } else {
-                Settle::AckDelete
-            };
-            let mut settled = Settled::default();
-            if !settlement.published.is_empty() {
-                settled.published =
-                    Self::settle(pool, s, ack, token, &settlement.published).await?;
-            }
-            if !settlement.failed.is_empty() {
-                settled.failed = Self::fail(pool, s, token, &settlement.failed).await?;
-            }
-            if !settlement.released.is_empty() {
-                settled.released =
-                    Self::settle(pool, s, Settle::Release, token, &settlement.released).await?;
-            }
-            Ok(settled)
-        }
-    }
-
-    #[doc(hidden)]
-    fn stats(pool: &Pool<Self>, s: &Statements)
-    -> impl Future<Output = Result<OutboxStats>> + Send;
-
-    #[doc(hidden)]
-    fn get(
-        pool: &Pool<Self>,
-        s: &Statements,
-        id: Uuid,
-    ) -> impl Future<Output = Result<Option<StoredMessage>>> + Send;
-
-    #[doc(hidden)]
-    fn purge_published(
-        pool: &Pool<Self>,
-        s: &Statements,
-        older_than: Duration,
-    ) -> impl Future<Output = Result<u64>> + Send;
-
-    #[doc(hidden)]
-    fn retry_dead(
-        pool: &Pool<Self>,
-        s: &Statements,
-        id: Option<Uuid>,
-    ) -> impl Future<Output = Result<u64>> + Send;
-}
-
-/// Which settlement a statement performs.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settle {
-    /// Delete published rows.
-    AckDelete,
-    /// Keep published rows for the retention window.
-    AckKeep,
-    /// Give rows back unchanged.
-    Release,
-}
-
-impl Settle {
-    /// The row-lease statement (MySQL, SQLite) for `n` rows.
-    pub(crate) fn sql(self, s: &Statements, n: usize) -> String {
-        let rows = row_lease(s);
-        match self {
-            Settle::AckDelete => rows.ack_delete(n),
-            Settle::AckKeep => rows.ack_keep(n),
-            Settle::Release => rows.release(n),
-        }
-    }
-}
-
-/// The row-lease statements, which MySQL and SQLite statements always carry.
-pub(crate) fn row_lease(s: &Statements) -> &outbox_core::sql::RowLeaseSql {
-    s.row_lease
-        .as_ref()
-        .expect("MySQL and SQLite statements always carry the row-lease protocol")
+        query: &Query<'_>,
+    ) -> impl Future<Output = Result<u64, DbError>> + Send;
 }
 
 /// A connection type the outbox can enqueue on: `PgConnection`, `MySqlConnection` or
@@ -159,30 +40,131 @@ pub trait OutboxConnection: Send {
     type Database: OutboxDatabase<Connection = Self>;
 }
 
-/// Microseconds in a duration, saturating.
-pub(crate) fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+/// Implements the glue for one sqlx database. `$array` binds the array parameters, which only
+/// PostgreSQL statements carry.
+macro_rules! database {
+    ($feature:literal, $db:ty, $conn:ty, $dialect:expr, $array:path) => {
+        #[cfg(feature = $feature)]
+        const _: () = {
+            use sqlx::{Arguments, Row as _};
+
+            static DEFAULT: std::sync::LazyLock<Arc<Statements>> = std::sync::LazyLock::new(|| {
+                Arc::new(Statements::new(
+                    $dialect,
+                    outbox_core::sql::TableName::default(),
+                ))
+            });
+
+            impl sealed::Sealed for $db {}
+
+            impl OutboxConnection for $conn {
+                type Database = $db;
+            }
+
+            fn arguments(query: &Query<'_>) -> Result<<$db as sqlx::Database>::Arguments, DbError> {
+                let mut args = <$db as sqlx::Database>::Arguments::default();
+                for param in &query.params {
+                    match param {
+                        Param::I64(v) => args.add(*v),
+                        Param::Bool(v) => args.add(*v),
+                        Param::Text(v) => args.add(*v),
+                        Param::Bytes(v) => args.add(*v),
+                        other => $array(&mut args, other),
+                    }
+                    .map_err(DbError::other)?;
+                }
+                Ok(args)
+            }
+
+            fn cells(
+                row: &<$db as sqlx::Database>::Row,
+                query: &Query<'_>,
+            ) -> Result<Row, sqlx::Error> {
+                let mut cells = Vec::with_capacity(query.columns.len());
+                for column in query.columns {
+                    let name = column.name;
+                    let cell = match column.ty {
+                        CellType::Int => row.try_get::<Option<i64>, _>(name)?.map(Cell::Int),
+                        CellType::Text => row.try_get::<Option<String>, _>(name)?.map(Cell::Text),
+                        CellType::Bytes => {
+                            row.try_get::<Option<Vec<u8>>, _>(name)?.map(Cell::Bytes)
+                        }
+                    };
+                    cells.push(cell.unwrap_or(Cell::Null));
+                }
+                Row::new(query.columns, cells).map_err(|e| sqlx::Error::Decode(e.into()))
+            }
+
+            impl OutboxDatabase for $db {
+                const DIALECT: Dialect = $dialect;
+
+                fn default_statements() -> &'static Arc<Statements> {
+                    &DEFAULT
+                }
+
+                async fn fetch(conn: &mut $conn, query: &Query<'_>) -> Result<Vec<Row>, DbError> {
+                    let args = arguments(query)?;
+                    let rows = sqlx::query_with(sqlx::AssertSqlSafe(query.sql), args)
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(crate::error::db_error)?;
+                    rows.iter()
+                        .map(|row| cells(row, query))
+                        .collect::<Result<_, _>>()
+                        .map_err(crate::error::db_error)
+                }
+
+                async fn execute(conn: &mut $conn, query: &Query<'_>) -> Result<u64, DbError> {
+                    let args = arguments(query)?;
+                    let done = sqlx::query_with(sqlx::AssertSqlSafe(query.sql), args)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(crate::error::db_error)?;
+                    Ok(done.rows_affected())
+                }
+            }
+        };
+    };
 }
 
-/// A time from microseconds since the Unix epoch.
-pub(crate) fn from_micros(us: i64) -> std::time::SystemTime {
-    let epoch = std::time::UNIX_EPOCH;
-    if us >= 0 {
-        epoch + Duration::from_micros(us as u64)
-    } else {
-        epoch - Duration::from_micros(us.unsigned_abs())
+database!(
+    "postgres",
+    sqlx::Postgres,
+    sqlx::PgConnection,
+    Dialect::Postgres,
+    bind_pg_array
+);
+database!(
+    "mysql",
+    sqlx::MySql,
+    sqlx::MySqlConnection,
+    Dialect::MySql,
+    no_arrays
+);
+database!(
+    "sqlite",
+    sqlx::Sqlite,
+    sqlx::SqliteConnection,
+    Dialect::Sqlite,
+    no_arrays
+);
+
+#[cfg(feature = "postgres")]
+fn bind_pg_array(
+    args: &mut sqlx::postgres::PgArguments,
+    param: &Param<'_>,
+) -> Result<(), sqlx::error::BoxDynError> {
+    use sqlx::Arguments;
+    match param {
+        Param::I64Array(v) => args.add(*v),
+        Param::BoolArray(v) => args.add(v),
+        Param::TextArray(v) => args.add(v),
+        Param::BytesArray(v) => args.add(v),
+        other => Err(format!("outbox-sqlx cannot bind {other:?}").into()),
     }
 }
 
-/// Derives a message's status from its stored columns.
-pub(crate) fn status_of(state: i16, leased: bool, attempts: i32) -> outbox_core::Status {
-    use outbox_core::Status;
-    use outbox_core::sql::state;
-    match state {
-        state::DEAD => Status::Dead,
-        state::PUBLISHED => Status::Published,
-        _ if leased => Status::Claimed,
-        _ if attempts > 0 => Status::Failed,
-        _ => Status::Pending,
-    }
+#[cfg(any(feature = "mysql", feature = "sqlite"))]
+fn no_arrays<A>(_: &mut A, param: &Param<'_>) -> Result<(), sqlx::error::BoxDynError> {
+    Err(format!("arrays are bound on PostgreSQL only, not {param:?}").into())
 }

@@ -1,34 +1,24 @@
-//! Turning sqlx errors into the outbox error type.
+//! Turning sqlx errors into the core's classified database errors.
 
-use outbox_core::Error;
-use outbox_core::sql::TableName;
+use outbox_core::sql::{DbError, DbErrorKind};
 
-/// Maps a driver error, recognising a missing outbox table on every database.
-pub(crate) fn map_err(table: &TableName, err: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(db) = &err {
-        let code = db.code();
-        let missing = match code.as_deref() {
-            // PostgreSQL undefined_table and undefined_function (the table's claim function);
-            // MySQL/MariaDB ER_NO_SUCH_TABLE.
-            Some("42P01") | Some("42883") | Some("42S02") => true,
-            _ => db.message().contains("no such table"),
-        };
-        if missing && db.message().contains(table.table()) {
-            return Error::MissingTable {
-                table: table.to_string(),
-            };
+/// Classifies a driver error: the database's own errors by their code, lost connections and
+/// undecodable cells by the driver's error kind.
+pub(crate) fn db_error(err: sqlx::Error) -> DbError {
+    match &err {
+        sqlx::Error::Database(db) => {
+            let (code, message) = (db.code().map(|c| c.into_owned()), db.message().to_owned());
+            DbError::from_database(code.as_deref(), message, err)
         }
-    }
-    Error::database(err)
-}
-
-/// Shorthand for mapping results against a table.
-pub(crate) trait ResultExt<T> {
-    fn for_table(self, table: &TableName) -> outbox_core::Result<T>;
-}
-
-impl<T> ResultExt<T> for Result<T, sqlx::Error> {
-    fn for_table(self, table: &TableName) -> outbox_core::Result<T> {
-        self.map_err(|err| map_err(table, err))
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => DbError::connection(err),
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => DbError::with_kind(DbErrorKind::Decode, err),
+        _ => DbError::other(err),
     }
 }

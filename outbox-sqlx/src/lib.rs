@@ -4,18 +4,10 @@
 
 mod database;
 mod error;
-#[cfg(feature = "mysql")]
-mod mysql;
 #[cfg(feature = "postgres")]
 mod notify;
 mod outbox;
-#[cfg(feature = "postgres")]
-mod postgres;
-#[cfg(feature = "sqlite")]
-mod sqlite;
 mod store;
-#[cfg(any(feature = "mysql", feature = "sqlite"))]
-mod text_ids;
 
 pub use outbox_core::memory;
 pub use outbox_core::relay;
@@ -37,7 +29,7 @@ pub use self::database::{OutboxConnection, OutboxDatabase};
 #[cfg(feature = "postgres")]
 pub use self::notify::NotifyListener;
 pub use self::outbox::Outbox;
-pub use self::store::SqlxStore;
+pub use self::store::{SqlxPool, SqlxStore};
 
 /// The relay store on PostgreSQL.
 #[cfg(feature = "postgres")]

@@ -30,7 +30,7 @@ impl NotifyListener {
         outbox: &Outbox<sqlx::Postgres>,
         wake: WakeHandle,
     ) -> Result<Self> {
-        let channel = outbox.table().to_string();
+        let channel = outbox.statements().notify_channel();
         let mut listener = PgListener::connect_with(pool)
             .await
             .map_err(outbox_core::Error::database)?;

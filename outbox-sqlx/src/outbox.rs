@@ -3,12 +3,12 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use outbox_core::sql::{Statements, TableName};
-use outbox_core::{DEFAULT_MAX_PAYLOAD_BYTES, Message, Result, check_payload_size};
+use outbox_core::sql::{Statements, TableName, protocol};
+use outbox_core::{DEFAULT_MAX_PAYLOAD_BYTES, Message, Result};
 use sqlx::Pool;
 
 use crate::database::{OutboxConnection, OutboxDatabase};
-use crate::store::SqlxStore;
+use crate::store::{SqlxExecutor, SqlxStore};
 
 /// An outbox table on a database: where messages are enqueued and what the relay's store reads.
 ///
@@ -110,8 +110,8 @@ impl<DB: OutboxDatabase> Outbox<DB> {
     where
         C: OutboxConnection,
     {
-        check_payload_size(message.payload().len(), self.max_payload)?;
-        C::Database::insert(conn, &self.statements, std::slice::from_ref(&message)).await
+        self.enqueue_slice(conn, std::slice::from_ref(&message))
+            .await
     }
 
     /// Writes several messages in one statement, in order.
@@ -125,13 +125,16 @@ impl<DB: OutboxDatabase> Outbox<DB> {
         I: IntoIterator<Item = Message>,
     {
         let messages: Vec<Message> = messages.into_iter().collect();
-        for message in &messages {
-            check_payload_size(message.payload().len(), self.max_payload)?;
-        }
-        if messages.is_empty() {
-            return Ok(());
-        }
-        C::Database::insert(conn, &self.statements, &messages).await
+        self.enqueue_slice(conn, &messages).await
+    }
+
+    async fn enqueue_slice<C: OutboxConnection>(
+        &self,
+        conn: &mut C,
+        messages: &[Message],
+    ) -> Result<()> {
+        let mut exec = SqlxExecutor::<C::Database>(conn);
+        protocol::enqueue(&mut exec, &self.statements, self.max_payload, messages).await
     }
 
     /// Creates the outbox table and its indexes if they do not exist. Safe to run repeatedly.
@@ -141,19 +144,19 @@ impl<DB: OutboxDatabase> Outbox<DB> {
     /// [`Database`](crate::Error::Database) when a statement fails (for example, no permission to create
     /// tables).
     pub async fn migrate<C: OutboxConnection>(&self, conn: &mut C) -> Result<()> {
-        C::Database::run_script(conn, &self.statements).await
+        protocol::migrate(&mut SqlxExecutor::<C::Database>(conn), &self.statements).await
     }
 
     /// A relay store reading this outbox through `pool`.
     pub fn store(&self, pool: Pool<DB>) -> SqlxStore<DB> {
-        SqlxStore::new(pool).with_outbox(self.clone())
+        SqlxStore::with_parts(pool, self.clone())
     }
 
     /// The LISTEN/NOTIFY channel enqueues signal, if enabled.
     pub fn notify_channel(&self) -> Option<String> {
         self.statements
             .notify
-            .then(|| self.statements.table.to_string())
+            .then(|| self.statements.notify_channel())
     }
 
     pub(crate) fn shared_statements(&self) -> &Arc<Statements> {

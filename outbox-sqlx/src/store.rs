@@ -1,33 +1,84 @@
-//! `SqlxStore`: the relay's view of an outbox table through a sqlx pool.
+//! `SqlxStore`: the core's SQL store on a sqlx pool.
 
 use std::future::Future;
 use std::time::Duration;
 
+use outbox_core::sql::{DbError, Executor, Operation, Query, Row, SqlPool, SqlStore, TxMode};
 use outbox_core::{
     Claim, Failure, Inspect, LeaseToken, OutboxStats, Result, Settled, Settlement, Store,
     StoredMessage, Uuid,
 };
-use sqlx::Pool;
+use sqlx::{Connection, Pool};
 
-use crate::database::{OutboxDatabase, Settle};
+use crate::database::OutboxDatabase;
+use crate::error::db_error;
 use crate::outbox::Outbox;
+
+/// The core's [`Executor`] over one sqlx connection.
+pub(crate) struct SqlxExecutor<'c, DB: OutboxDatabase>(pub(crate) &'c mut DB::Connection);
+
+impl<DB: OutboxDatabase> Executor for SqlxExecutor<'_, DB> {
+    fn fetch(
+        &mut self,
+        query: &Query<'_>,
+    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send {
+        DB::fetch(self.0, query)
+    }
+
+    fn execute(&mut self, query: &Query<'_>) -> impl Future<Output = Result<u64, DbError>> + Send {
+        DB::execute(self.0, query)
+    }
+}
+
+/// A sqlx pool as the core's [`SqlPool`]: each operation on one pooled connection, inside a
+/// sqlx transaction when it asks for one (rolled back if the operation fails or is dropped).
+#[derive(Debug)]
+pub struct SqlxPool<DB: OutboxDatabase>(Pool<DB>);
+
+impl<DB: OutboxDatabase> Clone for SqlxPool<DB> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<DB: OutboxDatabase> SqlPool for SqlxPool<DB> {
+    async fn run<O: Operation>(&self, op: O) -> Result<O::Output> {
+        let db = |e: sqlx::Error| outbox_core::Error::Database(Box::new(db_error(e)));
+        let mut conn = self.0.acquire().await.map_err(db)?;
+        let mode = op.tx_mode();
+        if mode == TxMode::None {
+            return op.run(&mut SqlxExecutor::<DB>(&mut conn)).await;
+        }
+        if let Some(sql) = mode.before_begin(op.dialect()) {
+            DB::execute(&mut conn, &Query::statement(sql))
+                .await
+                .map_err(|e| outbox_core::Error::Database(Box::new(e)))?;
+        }
+        let mut tx = match mode.begin_statement(op.dialect()) {
+            Some(begin) => conn.begin_with(begin).await,
+            None => conn.begin().await,
+        }
+        .map_err(db)?;
+        let output = op.run(&mut SqlxExecutor::<DB>(&mut tx)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(output)
+    }
+}
 
 /// The relay's store on a sqlx pool: PostgreSQL, MySQL/MariaDB or SQLite.
 ///
 /// Cheap to clone (the pool is shared). Published rows are deleted on ack; call
 /// [`keep_published`](Self::keep_published) to keep them for a retention window instead.
 pub struct SqlxStore<DB: OutboxDatabase> {
-    pool: Pool<DB>,
+    inner: SqlStore<SqlxPool<DB>>,
     outbox: Outbox<DB>,
-    keep_published: bool,
 }
 
 impl<DB: OutboxDatabase> Clone for SqlxStore<DB> {
     fn clone(&self) -> Self {
         Self {
-            pool: self.pool.clone(),
+            inner: self.inner.clone(),
             outbox: self.outbox.clone(),
-            keep_published: self.keep_published,
         }
     }
 }
@@ -36,7 +87,7 @@ impl<DB: OutboxDatabase> std::fmt::Debug for SqlxStore<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqlxStore")
             .field("outbox", &self.outbox)
-            .field("keep_published", &self.keep_published)
+            .field("keep_published", &self.inner.keeps_published())
             .finish()
     }
 }
@@ -44,31 +95,35 @@ impl<DB: OutboxDatabase> std::fmt::Debug for SqlxStore<DB> {
 impl<DB: OutboxDatabase> SqlxStore<DB> {
     /// A store on the default `outbox` table.
     pub fn new(pool: Pool<DB>) -> Self {
+        Outbox::new().store(pool)
+    }
+
+    pub(crate) fn with_parts(pool: Pool<DB>, outbox: Outbox<DB>) -> Self {
+        let statements = outbox.shared_statements().clone();
         Self {
-            pool,
-            outbox: Outbox::new(),
-            keep_published: false,
+            inner: SqlStore::new(SqlxPool(pool), statements),
+            outbox,
         }
     }
 
     /// Uses another outbox table.
     #[must_use]
-    pub fn with_outbox(mut self, outbox: Outbox<DB>) -> Self {
-        self.outbox = outbox;
-        self
+    pub fn with_outbox(self, outbox: Outbox<DB>) -> Self {
+        let keep = self.inner.keeps_published();
+        Self::with_parts(self.inner.pool().0.clone(), outbox).keep_published(keep)
     }
 
     /// Keeps published rows (status `published`) instead of deleting them; remove them later
     /// with [`purge_published`](Self::purge_published).
     #[must_use]
     pub fn keep_published(mut self, keep: bool) -> Self {
-        self.keep_published = keep;
+        self.inner = self.inner.keep_published(keep);
         self
     }
 
     /// The pool.
     pub fn pool(&self) -> &Pool<DB> {
-        &self.pool
+        &self.inner.pool().0
     }
 
     /// The outbox table this store reads.
@@ -81,16 +136,8 @@ impl<DB: OutboxDatabase> SqlxStore<DB> {
     /// # Errors
     ///
     /// As for [`Outbox::migrate`].
-    pub async fn migrate(&self) -> Result<()>
-    where
-        DB::Connection: crate::OutboxConnection<Database = DB>,
-    {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(outbox_core::Error::database)?;
-        self.outbox.migrate(&mut *conn).await
+    pub async fn migrate(&self) -> Result<()> {
+        self.inner.migrate().await
     }
 
     /// Deletes published rows older than `older_than` (only with
@@ -100,32 +147,17 @@ impl<DB: OutboxDatabase> SqlxStore<DB> {
     ///
     /// A database error.
     pub async fn purge_published(&self, older_than: Duration) -> Result<u64> {
-        DB::purge_published(&self.pool, self.outbox.shared_statements(), older_than).await
+        self.inner.purge_published(older_than).await
     }
 }
 
 impl<DB: OutboxDatabase> Store for SqlxStore<DB> {
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim> {
-        let token = LeaseToken::random();
-        let s = self.outbox.shared_statements();
-        let mut messages = DB::claim(&self.pool, s, limit, lease, token).await?;
-        messages.sort_unstable_by_key(|m| m.seq);
-        Ok(Claim { token, messages })
+    fn claim(&self, limit: usize, lease: Duration) -> impl Future<Output = Result<Claim>> + Send {
+        self.inner.claim(limit, lease)
     }
 
     fn ack(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send {
-        let kind = if self.keep_published {
-            Settle::AckKeep
-        } else {
-            Settle::AckDelete
-        };
-        DB::settle(
-            &self.pool,
-            self.outbox.shared_statements(),
-            kind,
-            token,
-            seqs,
-        )
+        self.inner.ack(token, seqs)
     }
 
     fn fail(
@@ -133,17 +165,11 @@ impl<DB: OutboxDatabase> Store for SqlxStore<DB> {
         token: LeaseToken,
         failures: &[Failure],
     ) -> impl Future<Output = Result<u64>> + Send {
-        DB::fail(&self.pool, self.outbox.shared_statements(), token, failures)
+        self.inner.fail(token, failures)
     }
 
     fn release(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send {
-        DB::settle(
-            &self.pool,
-            self.outbox.shared_statements(),
-            Settle::Release,
-            token,
-            seqs,
-        )
+        self.inner.release(token, seqs)
     }
 
     fn settle(
@@ -151,26 +177,20 @@ impl<DB: OutboxDatabase> Store for SqlxStore<DB> {
         token: LeaseToken,
         settlement: &Settlement,
     ) -> impl Future<Output = Result<Settled>> + Send {
-        DB::settle_batch(
-            &self.pool,
-            self.outbox.shared_statements(),
-            self.keep_published,
-            token,
-            settlement,
-        )
+        self.inner.settle(token, settlement)
     }
 }
 
 impl<DB: OutboxDatabase> Inspect for SqlxStore<DB> {
     fn stats(&self) -> impl Future<Output = Result<OutboxStats>> + Send {
-        DB::stats(&self.pool, self.outbox.shared_statements())
+        self.inner.stats()
     }
 
     fn get(&self, id: Uuid) -> impl Future<Output = Result<Option<StoredMessage>>> + Send {
-        DB::get(&self.pool, self.outbox.shared_statements(), id)
+        self.inner.get(id)
     }
 
     fn retry_dead(&self, id: Option<Uuid>) -> impl Future<Output = Result<u64>> + Send {
-        DB::retry_dead(&self.pool, self.outbox.shared_statements(), id)
+        self.inner.retry_dead(id)
     }
 }

@@ -1,21 +1,36 @@
-//! SQL for each supported database: schema, enqueue, claim, settle and inspection statements.
+//! The SQL store, once for every database and every adapter.
 //!
-//! The statements are plain strings built once per table from a validated [`TableName`], so
-//! every adapter (sqlx, diesel, sea-orm) sends exactly the same SQL and only binds parameters
-//! its own way. Parameter order is documented on each field.
+//! * [`Statements`]: the SQL for one table on one database (schema, enqueue, claim, settle,
+//!   inspection), plain strings built once from a validated [`TableName`]. Every selected
+//!   column has a unique alias and one [`CellType`] on every database.
+//! * [`protocol`]: which statements run, in which order and transaction, and how their rows
+//!   are decoded; [`protocol::enqueue`] and [`protocol::migrate`] for producers.
+//! * [`Executor`] and [`SqlPool`]: the seam an adapter implements (run a statement, give back
+//!   the rows, classify errors; run an operation on a pooled connection).
+//! * [`SqlStore`]: the relay's [`Store`](crate::Store) and [`Inspect`](crate::Inspect) on top
+//!   of any [`SqlPool`].
 //!
 //! Every timestamp is taken from the database clock, never the relay's, so relays on machines
 //! with skewed clocks agree on leases and due times.
 
+mod executor;
 mod mysql;
 mod postgres;
 mod postgres_claims;
+pub mod protocol;
 mod sqlite;
+mod store;
 mod table;
 
 use std::fmt;
 
+pub use self::executor::{
+    Cell, CellType, Column, DbError, DbErrorKind, Executor, Param, Query, Row, TxMode,
+    block_on_ready,
+};
 pub use self::postgres_claims::ClaimsSql;
+pub use self::protocol::Operation;
+pub use self::store::{SqlPool, SqlStore};
 pub use self::table::{DEFAULT_TABLE, MAX_TABLE_NAME_BYTES, TableName};
 
 /// The databases the outbox runs on.
@@ -50,11 +65,6 @@ pub mod state {
     pub const PUBLISHED: i16 = 2;
 }
 
-/// The columns of a claimed or inspected row, in this order:
-/// `id, message_id, event_type, partition_key, aggregate_type, payload, headers, created_us,
-/// attempts`.
-pub const ENVELOPE_COLUMNS: usize = 9;
-
 /// Every statement an adapter needs for one outbox table on one database.
 ///
 /// Claims and their settlement go through [`Statements::claims`] on PostgreSQL (a claims
@@ -68,8 +78,12 @@ pub struct Statements {
     pub table: TableName,
     /// Whether inserts also `NOTIFY` the table's channel (PostgreSQL).
     pub notify: bool,
-    /// Idempotent schema statements, run in order by `migrate`.
+    /// Idempotent schema statements.
     pub create: Vec<String>,
+    /// What `migrate` runs, in order: on PostgreSQL one statement that takes the table's
+    /// migration lock and then runs `create` (concurrent migrations of one table would race on
+    /// `IF NOT EXISTS`); elsewhere `create` itself.
+    pub migrate: Vec<String>,
     /// Insert one message. Parameters: message id, event type, key, aggregate type, payload,
     /// headers (JSON text). Due immediately.
     ///
@@ -111,6 +125,23 @@ impl Statements {
             Dialect::MySql => mysql::statements(table),
             Dialect::Sqlite => sqlite::statements(table),
         }
+    }
+
+    /// The LISTEN/NOTIFY channel of this table (PostgreSQL), which inserts signal when built
+    /// [`with_notify`](Statements::with_notify): the table's name, such as `outbox`.
+    pub fn notify_channel(&self) -> String {
+        postgres::notify_channel(&self.table)
+    }
+
+    /// Statements that remove the outbox table and everything `migrate` created beside it
+    /// (the claims table and claim function on PostgreSQL), if they exist.
+    pub fn drop_all(&self) -> Vec<String> {
+        let mut all = vec![format!("DROP TABLE IF EXISTS {}", self.quoted_table())];
+        if let Some(claims) = &self.claims {
+            all.push(format!("DROP TABLE IF EXISTS {}", claims.claims_table));
+            all.push(format!("DROP FUNCTION IF EXISTS {}", claims.function));
+        }
+        all
     }
 
     /// The quoted table name.

@@ -8,9 +8,11 @@ fn micros(expr: &str) -> String {
     format!("TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {expr})")
 }
 
+/// The envelope columns as every adapter reads them: aliased, one type on every database.
 fn envelope_columns() -> String {
     format!(
-        "id, message_id, event_type, partition_key, aggregate_type, payload, headers, {}, attempts",
+        "id AS seq, message_id, event_type, partition_key, aggregate_type, payload, headers, \
+         {} AS created_us, CAST(attempts AS SIGNED) AS attempts",
         micros("created_at")
     )
 }
@@ -65,8 +67,9 @@ WHERE id = ? AND lease_token = ?"
         format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS SIGNED)")
     };
     let stats = format!(
-        "SELECT {}, {}, {}, {}, {}, TIMESTAMPDIFF(MICROSECOND, \
-         MIN(CASE WHEN state = {live} THEN created_at END), {NOW}) FROM {t}",
+        "SELECT {} AS pending, {} AS claimed, {} AS failed, {} AS dead, {} AS published, \
+         TIMESTAMPDIFF(MICROSECOND, MIN(CASE WHEN state = {live} THEN created_at END), {NOW}) \
+         AS oldest_age_us FROM {t}",
         count(&format!("state = {live} AND attempts = 0 AND NOT {leased}")),
         count(&format!("state = {live} AND {leased}")),
         count(&format!("state = {live} AND attempts > 0 AND NOT {leased}")),
@@ -74,8 +77,9 @@ WHERE id = ? AND lease_token = ?"
         count(&format!("state = {published}")),
     );
     let get = format!(
-        "SELECT {}, state, CASE WHEN {leased} THEN 1 ELSE 0 END, last_error, {} \
-         FROM {t} WHERE message_id = ?",
+        "SELECT {}, CAST(state AS SIGNED) AS state, \
+         CAST(CASE WHEN {leased} THEN 1 ELSE 0 END AS SIGNED) AS leased, last_error, \
+         {} AS available_us FROM {t} WHERE message_id = ?",
         envelope_columns(),
         micros("available_at")
     );
@@ -87,6 +91,7 @@ WHERE id = ? AND lease_token = ?"
         notify: false,
         claims: None,
         dialect: Dialect::MySql,
+        migrate: create.clone(),
         create,
         insert_one,
         insert_one_delayed,
@@ -147,7 +152,7 @@ pub fn claim_window(s: &Statements, busy: usize) -> String {
 pub fn claim_gaps(s: &Statements, keys: usize, ids: usize) -> String {
     let t = s.quoted_table();
     format!(
-        "SELECT partition_key, MIN(id) FROM {t} WHERE state = {} AND partition_key IN ({}) \
+        "SELECT partition_key, MIN(id) AS gap FROM {t} WHERE state = {} AND partition_key IN ({}) \
          AND id <= ? AND id NOT IN ({}) GROUP BY partition_key",
         state::LIVE,
         question_marks(keys),

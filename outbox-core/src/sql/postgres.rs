@@ -6,10 +6,23 @@ fn micros(col: &str) -> String {
     format!("(extract(epoch FROM {col}) * 1000000)::bigint")
 }
 
+/// The envelope columns in the claim function's result order (unaliased: its `RETURNS TABLE`
+/// names them).
 fn envelope_columns(alias: &str) -> String {
     format!(
         "{a}id, {a}message_id, {a}event_type, {a}partition_key, {a}aggregate_type, {a}payload, \
          {a}headers::text, {created}, {a}attempts",
+        a = alias,
+        created = micros(&format!("{alias}created_at")),
+    )
+}
+
+/// The envelope columns as every adapter reads them: aliased, one type on every database.
+fn envelope_select(alias: &str) -> String {
+    format!(
+        "{a}id AS seq, {a}message_id::text AS message_id, {a}event_type, {a}partition_key, \
+         {a}aggregate_type, {a}payload, {a}headers::text AS headers, {created} AS created_us, \
+         {a}attempts::bigint AS attempts",
         a = alias,
         created = micros(&format!("{alias}created_at")),
     )
@@ -63,15 +76,19 @@ pub(super) fn statements(table: TableName) -> Statements {
     // The key lock is a one-time filter, so it is taken before the row's id is drawn from the
     // sequence: a second transaction on the same key draws its id after the first commits.
     let lock = key_lock(&table, "$3::text");
-    let insert_one =
-        format!("INSERT INTO {t} ({columns}) SELECT $1, $2, $3, $4, $5, $6::jsonb WHERE {lock}");
+    let insert_one = format!(
+        "INSERT INTO {t} ({columns}) SELECT $1::uuid, $2, $3, $4, $5, $6::jsonb WHERE {lock}"
+    );
     let insert_one_delayed = format!(
         "INSERT INTO {t} ({columns}, available_at) \
-         SELECT $1, $2, $3, $4, $5, $6::jsonb, now() + $7 * interval '1 microsecond' \
+         SELECT $1::uuid, $2, $3, $4, $5, $6::jsonb, now() + $7 * interval '1 microsecond' \
          WHERE {lock}"
     );
 
-    let claims = postgres_claims::claims_sql(&table, &envelope_columns("o."));
+    // The claim function's result, aliased and typed as every adapter reads it.
+    let claimed = "id AS seq, message_id::text AS message_id, event_type, partition_key, \
+                   aggregate_type, payload, headers, created_us, attempts::bigint AS attempts";
+    let claims = postgres_claims::claims_sql(&table, &envelope_columns("o."), claimed);
     let claims_table = &claims.claims_table;
     create.push(format!(
         "CREATE TABLE IF NOT EXISTS {claims_table} (
@@ -91,20 +108,21 @@ pub(super) fn statements(table: TableName) -> Statements {
     let stats = format!(
         "{inflight}
 SELECT
-    count(*) FILTER (WHERE state = {live} AND attempts = 0 AND NOT {in_claim}),
-    count(*) FILTER (WHERE state = {live} AND {in_claim}),
-    count(*) FILTER (WHERE state = {live} AND attempts > 0 AND NOT {in_claim}),
-    count(*) FILTER (WHERE state = {dead}),
-    count(*) FILTER (WHERE state = {published}),
-    {age}
+    count(*) FILTER (WHERE state = {live} AND attempts = 0 AND NOT {in_claim}) AS pending,
+    count(*) FILTER (WHERE state = {live} AND {in_claim}) AS claimed,
+    count(*) FILTER (WHERE state = {live} AND attempts > 0 AND NOT {in_claim}) AS failed,
+    count(*) FILTER (WHERE state = {dead}) AS dead,
+    count(*) FILTER (WHERE state = {published}) AS published,
+    {age} AS oldest_age_us
 FROM {t}",
         age = micros("now() - min(created_at) FILTER (WHERE state = 0)")
     );
 
     let get = format!(
-        "SELECT {cols}, state, CASE WHEN {leased} THEN 1 ELSE 0 END, last_error, {available} \
-         FROM {t} o WHERE message_id = $1",
-        cols = envelope_columns("o."),
+        "SELECT {cols}, o.state::bigint AS state, \
+         (CASE WHEN {leased} THEN 1 ELSE 0 END)::bigint AS leased, o.last_error, \
+         {available} AS available_us FROM {t} o WHERE o.message_id = $1::uuid",
+        cols = envelope_select("o."),
         available = micros("o.available_at"),
     );
     let revive = format!(
@@ -112,9 +130,16 @@ FROM {t}",
          lease_until = NULL, lease_token = NULL WHERE state = {dead}"
     );
 
+    // One statement, so it needs no transaction of its own and is atomic on every adapter:
+    // the lock lasts until it ends (or until the caller's transaction does).
+    let migrate = vec![format!(
+        "DO $outbox_migrate$\nBEGIN\n    PERFORM pg_advisory_xact_lock(hashtext('outbox-migrate:{table}'));\n    {};\nEND\n$outbox_migrate$",
+        create.join(";\n    ")
+    )];
     Statements {
         dialect: Dialect::Postgres,
         notify: false,
+        migrate,
         create,
         insert_one,
         insert_one_delayed,
@@ -123,7 +148,7 @@ FROM {t}",
         row_lease: None,
         stats,
         get,
-        retry_dead_one: format!("{revive} AND message_id = $1"),
+        retry_dead_one: format!("{revive} AND message_id = $1::uuid"),
         retry_dead_all: revive,
         purge_published: format!(
             "DELETE FROM {t} WHERE state = {published} \
@@ -133,12 +158,20 @@ FROM {t}",
     }
 }
 
+/// The LISTEN/NOTIFY channel of `table`.
+pub(super) fn notify_channel(table: &TableName) -> String {
+    table.to_string()
+}
+
 /// The inserts of `statements` with a `pg_notify` on the table's channel folded into their
 /// one-time filter: no extra round trip, and identical notifications in one transaction are
 /// delivered once.
 pub(super) fn with_notify(mut statements: Statements) -> Statements {
     let table = statements.table.clone();
-    let notify = format!(" AND pg_notify('{table}', '') IS NOT NULL");
+    let notify = format!(
+        " AND pg_notify('{}', '') IS NOT NULL",
+        notify_channel(&table)
+    );
     let lock = key_lock(&table, "$3::text");
     statements.insert_one = statements
         .insert_one
@@ -162,7 +195,10 @@ fn key_lock(table: &TableName, key: &str) -> String {
 pub(super) fn insert_many_arrays(table: &TableName, notify: bool) -> String {
     let t = table.quoted('"');
     let notify = if notify {
-        format!(" AND pg_notify('{table}', '') IS NOT NULL")
+        format!(
+            " AND pg_notify('{}', '') IS NOT NULL",
+            notify_channel(table)
+        )
     } else {
         String::new()
     };
@@ -171,8 +207,8 @@ pub(super) fn insert_many_arrays(table: &TableName, notify: bool) -> String {
     format!(
         "INSERT INTO {t} (message_id, event_type, partition_key, aggregate_type, payload, headers, \
          available_at)
-SELECT m, e, k, a, p, h::jsonb, now() + d * interval '1 microsecond'
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bigint[])
+SELECT m::uuid, e, k, a, p, h::jsonb, now() + d * interval '1 microsecond'
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bigint[])
      WITH ORDINALITY AS u(m, e, k, a, p, h, d, ord)
 WHERE (SELECT count(*) FROM (
         SELECT pg_advisory_xact_lock(x.h) FROM (

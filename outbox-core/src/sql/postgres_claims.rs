@@ -17,6 +17,8 @@ pub struct ClaimsSql {
     /// Creates (or replaces) the claim function: the claim lock and the claim statement in one
     /// round trip.
     pub create_function: String,
+    /// The claim function, quoted.
+    pub function: String,
     /// Claims rows through the claim function. Parameters: limit, lease in microseconds, token.
     /// Returns the envelope columns.
     pub claim: String,
@@ -26,14 +28,14 @@ pub struct ClaimsSql {
     pub settle: String,
     /// As `settle`, keeping published rows for the retention window.
     pub settle_keep: String,
-    /// Acks some rows of a claim. Parameters: ids, token. Returns the count.
+    /// Acks some rows of a claim. Parameters: ids, token. Returns the count as `changed`.
     pub ack: String,
     /// As `ack`, keeping published rows.
     pub ack_keep: String,
-    /// Releases some rows of a claim. Parameters: ids, token. Returns the count.
+    /// Releases some rows of a claim. Parameters: ids, token. Returns the count as `changed`.
     pub release: String,
     /// Fails some rows of a claim. Parameters: ids, delays (µs), errors, dead flags, token.
-    /// Returns the count.
+    /// Returns the count as `changed`.
     pub fail: String,
     /// `true` when a row (aliased `o`) is in a live claim.
     pub leased: String,
@@ -78,7 +80,11 @@ fn shrink(c: &str, ids: &str, token: &str) -> String {
     )
 }
 
-pub(super) fn claims_sql(table: &TableName, envelope_columns: &str) -> ClaimsSql {
+pub(super) fn claims_sql(
+    table: &TableName,
+    envelope_columns: &str,
+    envelope_select: &str,
+) -> ClaimsSql {
     let t = table.quoted('"');
     let c = claims_table(table).quoted('"');
     let function = table.with_suffix("_claim").quoted('"');
@@ -143,8 +149,8 @@ SELECT * FROM picked"
 ), failed AS (
     {failed}
 )
-SELECT (SELECT count(*) FROM acked), (SELECT count(*) FROM failed),
-       (SELECT count(*) FROM unnest($7::bigint[]) r WHERE r IN {claimed})",
+SELECT (SELECT count(*) FROM acked) AS published, (SELECT count(*) FROM failed) AS failed,
+       (SELECT count(*) FROM unnest($7::bigint[]) r WHERE r IN {claimed}) AS released",
             acked = acked(&t, keep, "$2::bigint[]", claimed),
             failed = failed_update(
                 &t,
@@ -158,7 +164,7 @@ SELECT (SELECT count(*) FROM acked), (SELECT count(*) FROM failed),
             "WITH {shrink}, acked AS (
     {acked}
 )
-SELECT count(*) FROM acked",
+SELECT count(*) AS changed FROM acked",
             shrink = shrink(&c, "$1::bigint[]", "$2"),
             acked = acked(&t, keep, "$1::bigint[]", claimed),
         )
@@ -187,21 +193,22 @@ $claim$",
                 .replace("$2", "p_lease")
                 .replace("$3", "p_token"),
         ),
-        claim: format!("SELECT * FROM {function}($1, $2, $3)"),
+        claim: format!("SELECT {envelope_select} FROM {function}($1, $2, $3)"),
+        function,
         settle: settle(false),
         settle_keep: settle(true),
         ack: ack(false),
         ack_keep: ack(true),
         release: format!(
             "WITH {shrink}
-SELECT count(*) FROM unnest($1::bigint[]) r WHERE r IN {claimed}",
+SELECT count(*) AS changed FROM unnest($1::bigint[]) r WHERE r IN {claimed}",
             shrink = shrink(&c, "$1::bigint[]", "$2"),
         ),
         fail: format!(
             "WITH {shrink}, failed AS (
     {failed}
 )
-SELECT count(*) FROM failed",
+SELECT count(*) AS changed FROM failed",
             shrink = shrink(&c, "$1::bigint[]", "$5"),
             failed = failed_update(
                 &t,

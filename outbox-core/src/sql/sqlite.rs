@@ -5,8 +5,10 @@ use super::{Dialect, RowLeaseSql, Statements, TableName, state};
 /// The current time in microseconds since the Unix epoch.
 pub(super) const NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)";
 
-const ENVELOPE_COLUMNS: &str = "id, message_id, event_type, partition_key, aggregate_type, \
-                                payload, headers, created_at, attempts";
+/// The envelope columns as every adapter reads them: aliased, one type on every database.
+const ENVELOPE_COLUMNS: &str = "id AS seq, message_id, event_type, partition_key, \
+                                aggregate_type, payload, headers, created_at AS created_us, \
+                                attempts";
 
 pub(super) fn statements(table: TableName) -> Statements {
     let t = table.quoted('"');
@@ -103,17 +105,19 @@ WHERE id = ?4 AND lease_token = ?5"
     let leased = format!("(lease_token IS NOT NULL AND lease_until > {now})");
     let stats = format!(
         "SELECT
-    coalesce(sum(CASE WHEN state = {live} AND attempts = 0 AND NOT {leased} THEN 1 ELSE 0 END), 0),
-    coalesce(sum(CASE WHEN state = {live} AND {leased} THEN 1 ELSE 0 END), 0),
-    coalesce(sum(CASE WHEN state = {live} AND attempts > 0 AND NOT {leased} THEN 1 ELSE 0 END), 0),
-    coalesce(sum(CASE WHEN state = {dead} THEN 1 ELSE 0 END), 0),
-    coalesce(sum(CASE WHEN state = {published} THEN 1 ELSE 0 END), 0),
-    {now} - min(CASE WHEN state = {live} THEN created_at END)
+    coalesce(sum(CASE WHEN state = {live} AND attempts = 0 AND NOT {leased} THEN 1 ELSE 0 END), 0)
+        AS pending,
+    coalesce(sum(CASE WHEN state = {live} AND {leased} THEN 1 ELSE 0 END), 0) AS claimed,
+    coalesce(sum(CASE WHEN state = {live} AND attempts > 0 AND NOT {leased} THEN 1 ELSE 0 END), 0)
+        AS failed,
+    coalesce(sum(CASE WHEN state = {dead} THEN 1 ELSE 0 END), 0) AS dead,
+    coalesce(sum(CASE WHEN state = {published} THEN 1 ELSE 0 END), 0) AS published,
+    {now} - min(CASE WHEN state = {live} THEN created_at END) AS oldest_age_us
 FROM {t}"
     );
     let get = format!(
-        "SELECT {ENVELOPE_COLUMNS}, state, CASE WHEN {leased} THEN 1 ELSE 0 END, last_error, \
-         available_at FROM {t} WHERE message_id = ?"
+        "SELECT {ENVELOPE_COLUMNS}, state, CASE WHEN {leased} THEN 1 ELSE 0 END AS leased, \
+         last_error, available_at AS available_us FROM {t} WHERE message_id = ?"
     );
     let revive = format!(
         "UPDATE {t} SET state = {live}, attempts = 0, available_at = {now}, \
@@ -123,6 +127,7 @@ FROM {t}"
         notify: false,
         claims: None,
         dialect: Dialect::Sqlite,
+        migrate: create.clone(),
         create,
         insert_one,
         insert_one_delayed,

@@ -1,0 +1,535 @@
+//! The seam every database adapter implements: run one statement with these parameters, hand
+//! back the rows, and say what kind of error a failure was.
+//!
+//! The whole store protocol (which statements, in which order, in which transaction, how the
+//! rows are decoded) lives in [`protocol`](super::protocol) and [`SqlStore`](super::SqlStore);
+//! an adapter only binds [`Param`]s, reads [`Cell`]s by column name and classifies errors.
+
+use std::fmt;
+use std::future::Future;
+
+use super::Dialect;
+use crate::error::BoxError;
+
+/// A statement parameter: a small closed set of types every driver can bind.
+///
+/// Arrays are sent to PostgreSQL only; MySQL and SQLite statements never carry them.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Param<'a> {
+    /// A 64-bit integer (`bigint`, `BIGINT`, `INTEGER`).
+    I64(i64),
+    /// A boolean (PostgreSQL `boolean`; MySQL and SQLite statements use integers instead).
+    Bool(bool),
+    /// Text, or SQL `NULL`.
+    Text(Option<&'a str>),
+    /// A byte string (`bytea`, `LONGBLOB`, `BLOB`).
+    Bytes(&'a [u8]),
+    /// A PostgreSQL `bigint[]`.
+    I64Array(&'a [i64]),
+    /// A PostgreSQL `boolean[]`.
+    BoolArray(Vec<bool>),
+    /// A PostgreSQL `text[]` whose elements may be `NULL`.
+    TextArray(Vec<Option<&'a str>>),
+    /// A PostgreSQL `bytea[]`.
+    BytesArray(Vec<&'a [u8]>),
+}
+
+/// The type of a result column. Every column a statement selects has one of these types on
+/// every database (the SQL casts where a database would return another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CellType {
+    /// A 64-bit signed integer.
+    Int,
+    /// UTF-8 text.
+    Text,
+    /// Bytes.
+    Bytes,
+}
+
+/// A result column: its alias (unique within the statement) and type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Column {
+    /// The column's name in the result, as the statement aliases it.
+    pub name: &'static str,
+    /// Its type.
+    pub ty: CellType,
+    /// Whether it may be `NULL`.
+    pub nullable: bool,
+}
+
+impl Column {
+    /// A column that is never `NULL`.
+    pub const fn new(name: &'static str, ty: CellType) -> Self {
+        Self {
+            name,
+            ty,
+            nullable: false,
+        }
+    }
+
+    /// A column that may be `NULL`.
+    pub const fn nullable(name: &'static str, ty: CellType) -> Self {
+        Self {
+            name,
+            ty,
+            nullable: true,
+        }
+    }
+}
+
+/// One value read from a result row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    /// SQL `NULL`.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Bytes(Vec<u8>),
+}
+
+/// One result row: a cell per column of the statement's [`Query::columns`], in that order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    columns: &'static [Column],
+    cells: Vec<Cell>,
+}
+
+impl Row {
+    /// A row of `cells`, one per entry of `columns`, in the same order.
+    ///
+    /// # Errors
+    ///
+    /// A [`DbError`] when the number of cells is not the number of columns.
+    pub fn new(columns: &'static [Column], cells: Vec<Cell>) -> Result<Self, DbError> {
+        if cells.len() != columns.len() {
+            return Err(DbError::decode(format!(
+                "the driver returned {} cells for {} columns",
+                cells.len(),
+                columns.len()
+            )));
+        }
+        Ok(Self { columns, cells })
+    }
+
+    /// Takes the cell of column `name` out of the row, leaving `NULL` behind.
+    pub(crate) fn take(&mut self, name: &str) -> Result<Cell, DbError> {
+        let index = self
+            .columns
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| DbError::decode(format!("no column named {name:?}")))?;
+        Ok(std::mem::replace(&mut self.cells[index], Cell::Null))
+    }
+
+    pub(crate) fn int(&mut self, name: &str) -> Result<i64, DbError> {
+        match self.take(name)? {
+            Cell::Int(v) => Ok(v),
+            other => Err(unexpected(name, "an integer", &other)),
+        }
+    }
+
+    pub(crate) fn opt_int(&mut self, name: &str) -> Result<Option<i64>, DbError> {
+        match self.take(name)? {
+            Cell::Null => Ok(None),
+            Cell::Int(v) => Ok(Some(v)),
+            other => Err(unexpected(name, "an integer or NULL", &other)),
+        }
+    }
+
+    pub(crate) fn text(&mut self, name: &str) -> Result<String, DbError> {
+        match self.take(name)? {
+            Cell::Text(v) => Ok(v),
+            other => Err(unexpected(name, "text", &other)),
+        }
+    }
+
+    pub(crate) fn opt_text(&mut self, name: &str) -> Result<Option<String>, DbError> {
+        match self.take(name)? {
+            Cell::Null => Ok(None),
+            Cell::Text(v) => Ok(Some(v)),
+            other => Err(unexpected(name, "text or NULL", &other)),
+        }
+    }
+
+    pub(crate) fn bytes(&mut self, name: &str) -> Result<Vec<u8>, DbError> {
+        match self.take(name)? {
+            Cell::Bytes(v) => Ok(v),
+            other => Err(unexpected(name, "bytes", &other)),
+        }
+    }
+}
+
+fn unexpected(name: &str, wanted: &str, got: &Cell) -> DbError {
+    let got = match got {
+        Cell::Null => "NULL",
+        Cell::Int(_) => "an integer",
+        Cell::Text(_) => "text",
+        Cell::Bytes(_) => "bytes",
+    };
+    DbError::decode(format!("column {name:?} holds {got}, expected {wanted}"))
+}
+
+/// A statement to run: SQL text, its parameters in order, and the columns it returns.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    /// The SQL text, with the dialect's placeholders (`$1` or `?`).
+    pub sql: &'a str,
+    /// The parameters, in placeholder order.
+    pub params: Vec<Param<'a>>,
+    /// The columns each result row carries (empty for statements run with
+    /// [`Executor::execute`]).
+    pub columns: &'static [Column],
+}
+
+impl<'a> Query<'a> {
+    /// A statement that returns `columns`.
+    pub fn new(sql: &'a str, columns: &'static [Column]) -> Self {
+        Self {
+            sql,
+            params: Vec::new(),
+            columns,
+        }
+    }
+
+    /// A statement that returns no rows.
+    pub fn statement(sql: &'a str) -> Self {
+        Self::new(sql, &[])
+    }
+
+    /// Adds a parameter.
+    #[must_use]
+    pub fn bind(mut self, param: Param<'a>) -> Self {
+        self.params.push(param);
+        self
+    }
+}
+
+/// Runs statements on one database connection: what an adapter implements for its driver.
+///
+/// The futures must be `Send`. A synchronous driver (diesel) returns futures that are already
+/// complete: run the statement, then wrap the outcome in [`std::future::ready`]; its callers
+/// drive the protocol with [`block_on_ready`].
+pub trait Executor: Send {
+    /// Runs `query` and returns its rows, each with a cell per column of `query.columns`, read
+    /// by the column's name and as the column's [`CellType`].
+    fn fetch(
+        &mut self,
+        query: &Query<'_>,
+    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send;
+
+    /// Runs `query` and returns how many rows it changed.
+    fn execute(&mut self, query: &Query<'_>) -> impl Future<Output = Result<u64, DbError>> + Send;
+}
+
+impl<E: Executor + ?Sized> Executor for &mut E {
+    fn fetch(
+        &mut self,
+        query: &Query<'_>,
+    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send {
+        (**self).fetch(query)
+    }
+
+    fn execute(&mut self, query: &Query<'_>) -> impl Future<Output = Result<u64, DbError>> + Send {
+        (**self).execute(query)
+    }
+}
+
+/// Completes a future whose every await is already complete, as all protocol futures are when
+/// they run on a synchronous [`Executor`].
+///
+/// # Panics
+///
+/// If the future is not complete at its first poll (an asynchronous executor was used).
+pub fn block_on_ready<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => {
+            panic!("block_on_ready: the executor is asynchronous; await the future instead")
+        }
+    }
+}
+
+/// The transaction an operation runs in, on the connection the adapter gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TxMode {
+    /// No transaction: each statement commits on its own.
+    None,
+    /// One transaction at the database's default isolation level: commit when the operation
+    /// returns `Ok`, roll back when it returns an error or is dropped.
+    Transaction,
+    /// As [`TxMode::Transaction`], at READ COMMITTED. Before beginning, run
+    /// [`TxMode::before_begin`] on the connection (it sets the isolation of the next
+    /// transaction only, so the connection's later users are unaffected).
+    ReadCommitted,
+}
+
+impl TxMode {
+    /// The statement to run on the connection before beginning the transaction, if any.
+    pub fn before_begin(self, dialect: Dialect) -> Option<&'static str> {
+        match (self, dialect) {
+            (TxMode::ReadCommitted, Dialect::MySql) => {
+                Some("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            }
+            _ => None,
+        }
+    }
+
+    /// The statement that begins the transaction on databases where the isolation level is
+    /// part of `BEGIN` (PostgreSQL), for adapters that begin with a statement of their choice;
+    /// `None` for a plain begin.
+    pub fn begin_statement(self, dialect: Dialect) -> Option<&'static str> {
+        match (self, dialect) {
+            (TxMode::ReadCommitted, Dialect::Postgres) => {
+                Some("BEGIN ISOLATION LEVEL READ COMMITTED")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What kind of failure a database error was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DbErrorKind {
+    /// A table or function the statement needs does not exist (the migration has not run).
+    MissingTable,
+    /// A conflict that succeeds when retried: deadlock, serialization failure, lock timeout.
+    RetryableConflict,
+    /// The connection was lost or could not be had (network, server restart, pool timeout).
+    ConnectionLost,
+    /// A row could not be read as the protocol expects.
+    Decode,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for DbErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DbErrorKind::MissingTable => "missing table",
+            DbErrorKind::RetryableConflict => "retryable conflict",
+            DbErrorKind::ConnectionLost => "connection lost",
+            DbErrorKind::Decode => "undecodable row",
+            DbErrorKind::Other => "database error",
+        })
+    }
+}
+
+/// A database error as an adapter reports it: its kind, the database's code when the driver
+/// gives one, and the driver's error.
+#[derive(Debug)]
+pub struct DbError {
+    kind: DbErrorKind,
+    code: Option<String>,
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl DbError {
+    /// An error the database itself reported, classified from its SQLSTATE or vendor `code`
+    /// when the driver gives one, and from `message` when it does not (diesel gives no code).
+    pub fn from_database(
+        code: Option<&str>,
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        let message = message.into();
+        Self {
+            kind: classify(code, &message),
+            code: code.map(str::to_owned),
+            message,
+            source: Some(source.into()),
+        }
+    }
+
+    /// The connection was lost or could not be had.
+    pub fn connection(source: impl Into<BoxError>) -> Self {
+        Self::with_kind(DbErrorKind::ConnectionLost, source)
+    }
+
+    /// Any other driver error.
+    pub fn other(source: impl Into<BoxError>) -> Self {
+        Self::with_kind(DbErrorKind::Other, source)
+    }
+
+    /// An error of a known kind.
+    pub fn with_kind(kind: DbErrorKind, source: impl Into<BoxError>) -> Self {
+        let source = source.into();
+        Self {
+            kind,
+            code: None,
+            message: source.to_string(),
+            source: Some(source),
+        }
+    }
+
+    /// A row that could not be read as the protocol expects.
+    pub fn decode(message: impl Into<String>) -> Self {
+        Self {
+            kind: DbErrorKind::Decode,
+            code: None,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// What kind of failure this was.
+    pub fn kind(&self) -> DbErrorKind {
+        self.kind
+    }
+
+    /// The database's error code (SQLSTATE, or MySQL's error number), if the driver gave one.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// The database's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{} [{code}]: {}", self.kind, self.message),
+            None => write!(f, "{}: {}", self.kind, self.message),
+        }
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The message already carries the driver error's text; its own causes follow.
+        self.source
+            .as_deref()
+            .and_then(|s| s.source())
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Classifies a database error from its code, or from its message when there is none.
+fn classify(code: Option<&str>, message: &str) -> DbErrorKind {
+    if let Some(code) = code {
+        let kind = match code {
+            // PostgreSQL undefined_table and undefined_function (the table's claim function);
+            // MySQL/MariaDB ER_NO_SUCH_TABLE (SQLSTATE and error number).
+            "42P01" | "42883" | "42S02" | "1146" => DbErrorKind::MissingTable,
+            // serialization_failure, deadlock_detected, lock_not_available; MySQL deadlock and
+            // lock wait timeout; SQLite SQLITE_BUSY and SQLITE_LOCKED.
+            "40001" | "40P01" | "55P03" | "1213" | "1205" | "5" | "6" | "517" | "261" => {
+                DbErrorKind::RetryableConflict
+            }
+            // PostgreSQL connection exceptions, admin/crash shutdown, cannot connect now.
+            c if c.starts_with("08") => DbErrorKind::ConnectionLost,
+            "57P01" | "57P02" | "57P03" => DbErrorKind::ConnectionLost,
+            _ => DbErrorKind::Other,
+        };
+        if kind != DbErrorKind::Other {
+            return kind;
+        }
+    }
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("no such table")
+        || (lower.contains("relation") && lower.contains("does not exist"))
+        || (lower.contains("function") && lower.contains("does not exist"))
+        || (lower.contains("table") && lower.contains("doesn't exist"))
+    {
+        DbErrorKind::MissingTable
+    } else if lower.contains("deadlock")
+        || lower.contains("could not serialize")
+        || lower.contains("lock wait timeout")
+        || lower.contains("database is locked")
+        || lower.contains("database table is locked")
+    {
+        DbErrorKind::RetryableConflict
+    } else if lower.contains("server closed the connection")
+        || lower.contains("connection reset")
+        || lower.contains("broken pipe")
+        || lower.contains("terminating connection")
+        || lower.contains("lost connection")
+        || lower.contains("gone away")
+    {
+        DbErrorKind::ConnectionLost
+    } else {
+        DbErrorKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_by_code_then_message() {
+        let kind = |code, msg| DbError::from_database(code, msg, "x").kind();
+        assert_eq!(
+            kind(Some("42P01"), "relation \"o\" does not exist"),
+            DbErrorKind::MissingTable
+        );
+        assert_eq!(
+            kind(Some("1146"), "Table 'test.o' doesn't exist"),
+            DbErrorKind::MissingTable
+        );
+        assert_eq!(
+            kind(Some("40P01"), "deadlock detected"),
+            DbErrorKind::RetryableConflict
+        );
+        assert_eq!(
+            kind(Some("08006"), "connection failure"),
+            DbErrorKind::ConnectionLost
+        );
+        assert_eq!(kind(Some("23505"), "duplicate key"), DbErrorKind::Other);
+        // Without a code (diesel), the message decides.
+        assert_eq!(
+            kind(None, "no such table: outbox"),
+            DbErrorKind::MissingTable
+        );
+        assert_eq!(
+            kind(None, "relation \"outbox\" does not exist"),
+            DbErrorKind::MissingTable
+        );
+        assert_eq!(
+            kind(None, "Deadlock found when trying to get lock"),
+            DbErrorKind::RetryableConflict
+        );
+        assert_eq!(
+            kind(None, "database is locked"),
+            DbErrorKind::RetryableConflict
+        );
+        assert_eq!(
+            kind(None, "server closed the connection unexpectedly"),
+            DbErrorKind::ConnectionLost
+        );
+        assert_eq!(kind(None, "syntax error"), DbErrorKind::Other);
+    }
+
+    #[test]
+    fn rows_are_read_by_name_and_type() {
+        static COLS: &[Column] = &[
+            Column::new("seq", CellType::Int),
+            Column::nullable("key", CellType::Text),
+        ];
+        let mut row = Row::new(COLS, vec![Cell::Int(7), Cell::Null]).unwrap();
+        assert_eq!(row.opt_text("key").unwrap(), None);
+        assert_eq!(row.int("seq").unwrap(), 7);
+        assert!(row.int("missing").is_err());
+        let mut row = Row::new(COLS, vec![Cell::Text("x".into()), Cell::Null]).unwrap();
+        let err = row.int("seq").unwrap_err();
+        assert_eq!(err.kind(), DbErrorKind::Decode);
+        assert!(err.to_string().contains("\"seq\" holds text"), "{err}");
+        assert!(Row::new(COLS, vec![]).is_err());
+    }
+
+    #[test]
+    fn block_on_ready_completes_ready_futures() {
+        assert_eq!(block_on_ready(async { std::future::ready(3).await + 1 }), 4);
+    }
+}

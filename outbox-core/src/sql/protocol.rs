@@ -1,0 +1,735 @@
+//! The store protocol, once for every database and every adapter: which statements run, in
+//! which order and transaction, with which parameters, and how their rows are decoded.
+//!
+//! Producers call [`enqueue`] and [`migrate`] on the connection they already have. The relay's
+//! store ([`SqlStore`](super::SqlStore)) hands [`Operation`]s to the adapter's
+//! [`SqlPool`](super::SqlPool), which runs each on one pooled connection in the transaction the
+//! operation asks for.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+
+use super::executor::{
+    CellType, Column, DbError, DbErrorKind, Executor, Param, Query, Row, TxMode,
+};
+use super::{Dialect, RowLeaseSql, Statements, state};
+use crate::error::{Error, Result};
+use crate::message::{Envelope, Message, check_payload_size, decode_headers};
+use crate::status::Status;
+use crate::store::{Failure, LeaseToken, OutboxStats, Settled, Settlement, StoredMessage};
+
+/// The result columns of each statement shape.
+pub mod columns {
+    use super::{CellType::*, Column};
+
+    /// A claimed or inspected message.
+    pub const ENVELOPE: &[Column] = &[
+        Column::new("seq", Int),
+        Column::new("message_id", Text),
+        Column::new("event_type", Text),
+        Column::nullable("partition_key", Text),
+        Column::nullable("aggregate_type", Text),
+        Column::new("payload", Bytes),
+        Column::new("headers", Text),
+        Column::new("created_us", Int),
+        Column::new("attempts", Int),
+    ];
+
+    /// A message with its bookkeeping (`get`).
+    pub const STORED: &[Column] = &[
+        Column::new("seq", Int),
+        Column::new("message_id", Text),
+        Column::new("event_type", Text),
+        Column::nullable("partition_key", Text),
+        Column::nullable("aggregate_type", Text),
+        Column::new("payload", Bytes),
+        Column::new("headers", Text),
+        Column::new("created_us", Int),
+        Column::new("attempts", Int),
+        Column::new("state", Int),
+        Column::new("leased", Int),
+        Column::nullable("last_error", Text),
+        Column::new("available_us", Int),
+    ];
+
+    /// Counts by status (`stats`).
+    pub const STATS: &[Column] = &[
+        Column::new("pending", Int),
+        Column::new("claimed", Int),
+        Column::new("failed", Int),
+        Column::new("dead", Int),
+        Column::new("published", Int),
+        Column::nullable("oldest_age_us", Int),
+    ];
+
+    /// The counts of a whole-claim settlement (PostgreSQL).
+    pub const SETTLED: &[Column] = &[
+        Column::new("published", Int),
+        Column::new("failed", Int),
+        Column::new("released", Int),
+    ];
+
+    /// How many rows a claims-table statement changed (PostgreSQL).
+    pub const CHANGED: &[Column] = &[Column::new("changed", Int)];
+
+    /// Keys (the MySQL claim's busy keys).
+    pub const KEYS: &[Column] = &[Column::new("partition_key", Text)];
+
+    /// Each key's first row that a claim must not pass (the MySQL claim's gaps).
+    pub const GAPS: &[Column] = &[Column::new("partition_key", Text), Column::new("gap", Int)];
+}
+
+/// The most rows one MySQL or SQLite statement carries: 7 parameters per inserted row stay
+/// under MySQL's 65,535 and SQLite's 32,766 placeholders.
+pub const fn rows_per_statement(dialect: Dialect) -> usize {
+    match dialect {
+        Dialect::MySql => 8000,
+        _ => 4000,
+    }
+}
+
+/// Maps a database error for `s`'s table: a missing table that is this outbox's becomes
+/// [`Error::MissingTable`], which tells the user to migrate.
+pub fn map_error(s: &Statements, err: DbError) -> Error {
+    if err.kind() == DbErrorKind::MissingTable && err.message().contains(s.table.table()) {
+        return Error::MissingTable {
+            table: s.table.to_string(),
+        };
+    }
+    Error::Database(Box::new(err))
+}
+
+async fn fetch<E: Executor>(exec: &mut E, s: &Statements, query: Query<'_>) -> Result<Vec<Row>> {
+    exec.fetch(&query).await.map_err(|e| map_error(s, e))
+}
+
+async fn fetch_one<E: Executor>(exec: &mut E, s: &Statements, query: Query<'_>) -> Result<Row> {
+    fetch(exec, s, query)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Database(Box::new(DbError::decode("the statement returned no row"))))
+}
+
+async fn execute<E: Executor>(exec: &mut E, s: &Statements, query: Query<'_>) -> Result<u64> {
+    exec.execute(&query).await.map_err(|e| map_error(s, e))
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn from_micros(us: i64) -> SystemTime {
+    if us >= 0 {
+        UNIX_EPOCH + Duration::from_micros(us as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_micros(us.unsigned_abs())
+    }
+}
+
+fn count(n: i64) -> u64 {
+    n.max(0) as u64
+}
+
+fn corrupt(seq: i64) -> impl Fn(DbError) -> Error {
+    move |err| Error::CorruptRow {
+        seq,
+        reason: err.message().to_owned(),
+    }
+}
+
+fn envelope(row: &mut Row) -> Result<Envelope> {
+    let seq = row.int("seq").map_err(|e| Error::Database(Box::new(e)))?;
+    let bad = corrupt(seq);
+    let id = row.text("message_id").map_err(&bad)?;
+    let id = Uuid::parse_str(&id).map_err(|e| Error::CorruptRow {
+        seq,
+        reason: format!("message_id {id:?} is not a UUID: {e}"),
+    })?;
+    let headers = row.text("headers").map_err(&bad)?;
+    Ok(Envelope {
+        seq,
+        id,
+        event_type: row.text("event_type").map_err(&bad)?,
+        partition_key: row.opt_text("partition_key").map_err(&bad)?,
+        aggregate_type: row.opt_text("aggregate_type").map_err(&bad)?,
+        payload: row.bytes("payload").map_err(&bad)?.into(),
+        headers: decode_headers(seq, &headers)?,
+        created_at: from_micros(row.int("created_us").map_err(&bad)?),
+        attempts: u32::try_from(row.int("attempts").map_err(&bad)?.max(0)).unwrap_or(u32::MAX),
+    })
+}
+
+fn envelopes(rows: Vec<Row>) -> Result<Vec<Envelope>> {
+    rows.into_iter().map(|mut row| envelope(&mut row)).collect()
+}
+
+fn stored(mut row: Row) -> Result<StoredMessage> {
+    let envelope = envelope(&mut row)?;
+    let bad = corrupt(envelope.seq);
+    let state = row.int("state").map_err(&bad)?;
+    let leased = row.int("leased").map_err(&bad)? == 1;
+    let status = match i16::try_from(state).unwrap_or(-1) {
+        state::DEAD => Status::Dead,
+        state::PUBLISHED => Status::Published,
+        _ if leased => Status::Claimed,
+        _ if envelope.attempts > 0 => Status::Failed,
+        _ => Status::Pending,
+    };
+    Ok(StoredMessage {
+        status,
+        last_error: row.opt_text("last_error").map_err(&bad)?,
+        available_at: from_micros(row.int("available_us").map_err(&bad)?),
+        envelope,
+    })
+}
+
+fn stats(mut row: Row) -> Result<OutboxStats> {
+    let db = |e| Error::Database(Box::new(e));
+    Ok(OutboxStats {
+        pending: count(row.int("pending").map_err(db)?),
+        claimed: count(row.int("claimed").map_err(db)?),
+        failed: count(row.int("failed").map_err(db)?),
+        dead: count(row.int("dead").map_err(db)?),
+        published: count(row.int("published").map_err(db)?),
+        oldest_unpublished_age: row
+            .opt_int("oldest_age_us")
+            .map_err(db)?
+            .map(|us| Duration::from_micros(count(us))),
+    })
+}
+
+/// The message id as every statement binds it: hyphenated text (PostgreSQL casts it).
+fn id_text(id: Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+/// Writes `messages` into the outbox in the caller's transaction, in order: one statement on
+/// PostgreSQL whatever their number, one per [`rows_per_statement`] rows elsewhere.
+///
+/// # Errors
+///
+/// [`Error::PayloadTooLarge`] before anything is written when a payload exceeds
+/// `max_payload`; [`Error::MissingTable`] when the migration has not run; [`Error::Database`]
+/// for anything else the database reports.
+pub async fn enqueue<E: Executor>(
+    exec: &mut E,
+    s: &Statements,
+    max_payload: usize,
+    messages: &[Message],
+) -> Result<()> {
+    for message in messages {
+        check_payload_size(message.payload().len(), max_payload)?;
+    }
+    match messages {
+        [] => Ok(()),
+        [one] if s.dialect == Dialect::Postgres || one.delay().is_zero() => {
+            let id = id_text(one.id());
+            let headers = one.headers_json();
+            let delayed = !one.delay().is_zero();
+            let sql = if delayed {
+                &s.insert_one_delayed
+            } else {
+                &s.insert_one
+            };
+            let mut query = Query::statement(sql)
+                .bind(Param::Text(Some(&id)))
+                .bind(Param::Text(Some(one.event_type())))
+                .bind(Param::Text(one.partition_key()))
+                .bind(Param::Text(one.aggregate_type_name()))
+                .bind(Param::Bytes(one.payload()))
+                .bind(Param::Text(Some(&headers)));
+            if delayed {
+                query = query.bind(Param::I64(micros(one.delay())));
+            }
+            execute(exec, s, query).await.map(drop)
+        }
+        _ if s.dialect == Dialect::Postgres => {
+            let ids: Vec<String> = messages.iter().map(|m| id_text(m.id())).collect();
+            let headers: Vec<String> = messages.iter().map(Message::headers_json).collect();
+            let delays: Vec<i64> = messages.iter().map(|m| micros(m.delay())).collect();
+            let sql = s.insert_many_arrays();
+            let query = Query::statement(&sql)
+                .bind(Param::TextArray(
+                    ids.iter().map(|i| Some(i.as_str())).collect(),
+                ))
+                .bind(Param::TextArray(
+                    messages.iter().map(|m| Some(m.event_type())).collect(),
+                ))
+                .bind(Param::TextArray(
+                    messages.iter().map(Message::partition_key).collect(),
+                ))
+                .bind(Param::TextArray(
+                    messages.iter().map(Message::aggregate_type_name).collect(),
+                ))
+                .bind(Param::BytesArray(
+                    messages.iter().map(|m| &m.payload()[..]).collect(),
+                ))
+                .bind(Param::TextArray(
+                    headers.iter().map(|h| Some(h.as_str())).collect(),
+                ))
+                .bind(Param::I64Array(&delays));
+            execute(exec, s, query).await.map(drop)
+        }
+        _ => {
+            for chunk in messages.chunks(rows_per_statement(s.dialect)) {
+                let ids: Vec<String> = chunk.iter().map(|m| id_text(m.id())).collect();
+                let headers: Vec<String> = chunk.iter().map(Message::headers_json).collect();
+                let sql = s.insert_many(chunk.len());
+                let mut query = Query::statement(&sql);
+                for ((m, id), headers) in chunk.iter().zip(&ids).zip(&headers) {
+                    query = query
+                        .bind(Param::Text(Some(id)))
+                        .bind(Param::Text(Some(m.event_type())))
+                        .bind(Param::Text(m.partition_key()))
+                        .bind(Param::Text(m.aggregate_type_name()))
+                        .bind(Param::Bytes(m.payload()))
+                        .bind(Param::Text(Some(headers)))
+                        .bind(Param::I64(micros(m.delay())));
+                }
+                execute(exec, s, query).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Creates the outbox table and everything the protocol needs beside it, if missing. Safe to
+/// run repeatedly and concurrently (on PostgreSQL it is one statement that takes a lock first).
+///
+/// # Errors
+///
+/// [`Error::Database`] when a statement fails (for example, no permission to create tables).
+pub async fn migrate<E: Executor>(exec: &mut E, s: &Statements) -> Result<()> {
+    for statement in &s.migrate {
+        execute(exec, s, Query::statement(statement)).await?;
+    }
+    Ok(())
+}
+
+/// One unit of store work that an adapter's [`SqlPool`](super::SqlPool) runs on one pooled
+/// connection.
+///
+/// An operation owns its inputs (it may be moved to a blocking thread) and says which
+/// transaction it needs; the adapter begins it (running [`TxMode::before_begin`] first),
+/// commits when [`run`](Operation::run) returns `Ok`, and rolls back otherwise.
+pub trait Operation: Send + 'static {
+    /// What the operation returns.
+    type Output: Send + 'static;
+
+    /// The database the operation's statements are written for.
+    fn dialect(&self) -> Dialect;
+
+    /// The transaction the operation must run in.
+    fn tx_mode(&self) -> TxMode;
+
+    /// Runs the operation's statements on `exec`.
+    fn run<E: Executor>(self, exec: &mut E) -> impl Future<Output = Result<Self::Output>> + Send;
+}
+
+macro_rules! operations {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident { $($field:ident: $ty:ty),* $(,)? } -> $out:ty;
+        mode($ms:ident) $mode:expr;
+        run($rs:ident, $exec:ident) $body:block
+    )*) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub(crate) struct $name {
+            pub(crate) s: Arc<Statements>,
+            $(pub(crate) $field: $ty,)*
+        }
+
+        impl Operation for $name {
+            type Output = $out;
+
+            fn dialect(&self) -> Dialect {
+                self.s.dialect
+            }
+
+            fn tx_mode(&self) -> TxMode {
+                let $ms = self;
+                $mode
+            }
+
+            #[allow(clippy::manual_async_fn)]
+            fn run<E: Executor>(self, $exec: &mut E) -> impl Future<Output = Result<$out>> + Send {
+                let $rs = self;
+                async move $body
+            }
+        }
+    )*};
+}
+
+/// MySQL runs every relay statement at READ COMMITTED (see ARCHITECTURE.md, "MySQL
+/// isolation"); SQLite needs a transaction only where several statements must land together.
+fn row_lease_mode(s: &Statements, several: bool) -> TxMode {
+    match s.dialect {
+        Dialect::MySql => TxMode::ReadCommitted,
+        _ if several => TxMode::Transaction,
+        _ => TxMode::None,
+    }
+}
+
+fn row_lease(s: &Statements) -> &RowLeaseSql {
+    s.row_lease
+        .as_ref()
+        .expect("MySQL and SQLite statements always carry the row-lease protocol")
+}
+
+fn claims(s: &Statements) -> &super::ClaimsSql {
+    s.claims
+        .as_ref()
+        .expect("PostgreSQL statements always carry the claims protocol")
+}
+
+/// Which settlement an [`Ack`]-like statement performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settle {
+    AckDelete,
+    AckKeep,
+    Release,
+}
+
+impl Settle {
+    pub(crate) fn ack(keep_published: bool) -> Self {
+        if keep_published {
+            Settle::AckKeep
+        } else {
+            Settle::AckDelete
+        }
+    }
+}
+
+operations! {
+    /// Creates the table (see [`migrate`]).
+    Migrate {} -> ();
+    mode(_op) TxMode::None;
+    run(op, exec) { migrate(exec, &op.s).await }
+
+    /// Claims up to `limit` rows for `lease`, in sequence order.
+    ClaimRows { limit: usize, lease: Duration, token: LeaseToken } -> Vec<Envelope>;
+    mode(op) row_lease_mode(&op.s, true);
+    run(op, exec) {
+        let mut claimed = claim(exec, &op.s, op.limit, op.lease, op.token).await?;
+        claimed.sort_unstable_by_key(|m| m.seq);
+        Ok(claimed)
+    }
+
+    /// Acks or releases rows of a claim.
+    SettleRows { kind: Settle, token: LeaseToken, seqs: Vec<i64> } -> u64;
+    mode(op) row_lease_mode(&op.s, op.seqs.len() > rows_per_statement(op.s.dialect));
+    run(op, exec) { settle_rows(exec, &op.s, op.kind, op.token, &op.seqs).await }
+
+    /// Records failed attempts.
+    FailRows { token: LeaseToken, failures: Vec<Failure> } -> u64;
+    mode(op) row_lease_mode(&op.s, op.failures.len() > 1);
+    run(op, exec) { fail_rows(exec, &op.s, op.token, &op.failures).await }
+
+    /// Settles a whole claim.
+    SettleClaim { keep_published: bool, token: LeaseToken, settlement: Settlement } -> Settled;
+    mode(op) row_lease_mode(&op.s, true);
+    run(op, exec) { settle_claim(exec, &op.s, op.keep_published, op.token, &op.settlement).await }
+
+    /// Counts by status.
+    Stats {} -> OutboxStats;
+    mode(_op) TxMode::None;
+    run(op, exec) { stats(fetch_one(exec, &op.s, Query::new(&op.s.stats, columns::STATS)).await?) }
+
+    /// One message by id.
+    Get { id: Uuid } -> Option<StoredMessage>;
+    mode(_op) TxMode::None;
+    run(op, exec) {
+        let id = id_text(op.id);
+        let query = Query::new(&op.s.get, columns::STORED).bind(Param::Text(Some(&id)));
+        fetch(exec, &op.s, query).await?.into_iter().next().map(stored).transpose()
+    }
+
+    /// Revives one dead message, or all.
+    RetryDead { id: Option<Uuid> } -> u64;
+    mode(_op) TxMode::None;
+    run(op, exec) {
+        match op.id {
+            Some(id) => {
+                let id = id_text(id);
+                let query = Query::statement(&op.s.retry_dead_one).bind(Param::Text(Some(&id)));
+                execute(exec, &op.s, query).await
+            }
+            None => execute(exec, &op.s, Query::statement(&op.s.retry_dead_all)).await,
+        }
+    }
+
+    /// Deletes published rows older than the retention window.
+    PurgePublished { older_than: Duration } -> u64;
+    mode(_op) TxMode::None;
+    run(op, exec) {
+        let query = Query::statement(&op.s.purge_published)
+            .bind(Param::I64(micros(op.older_than)));
+        execute(exec, &op.s, query).await
+    }
+}
+
+async fn claim<E: Executor>(
+    exec: &mut E,
+    s: &Statements,
+    limit: usize,
+    lease: Duration,
+    token: LeaseToken,
+) -> Result<Vec<Envelope>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let sql = match s.dialect {
+        Dialect::MySql => return claim_mysql(exec, s, limit, lease, token).await,
+        Dialect::Postgres => &claims(s).claim,
+        Dialect::Sqlite => &s.claim,
+    };
+    let query = Query::new(sql, columns::ENVELOPE)
+        .bind(Param::I64(limit))
+        .bind(Param::I64(micros(lease)))
+        .bind(Param::I64(token.0));
+    envelopes(fetch(exec, s, query).await?)
+}
+
+/// The MySQL claim: MySQL has no `UPDATE ... RETURNING`, so it reads the busy keys, locks a
+/// window of candidates with `SKIP LOCKED`, finds each key's gap, and leases what precedes
+/// the gaps, in one READ COMMITTED transaction.
+async fn claim_mysql<E: Executor>(
+    exec: &mut E,
+    s: &Statements,
+    limit: i64,
+    lease: Duration,
+    token: LeaseToken,
+) -> Result<Vec<Envelope>> {
+    use super::mysql_claim;
+    use std::collections::{HashMap, HashSet};
+
+    let busy_sql = mysql_claim::claim_busy_keys(s);
+    let busy: Vec<String> = fetch(exec, s, Query::new(&busy_sql, columns::KEYS))
+        .await?
+        .into_iter()
+        .map(|mut row| row.text("partition_key"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::Database(Box::new(e)))?;
+    let window_sql = mysql_claim::claim_window(s, busy.len());
+    let mut window = Query::new(&window_sql, columns::ENVELOPE);
+    for key in &busy {
+        window = window.bind(Param::Text(Some(key)));
+    }
+    let mut candidates = envelopes(fetch(exec, s, window.bind(Param::I64(limit))).await?)?;
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+
+    // A key's rows in the window are claimable only up to the first older-or-interleaved live
+    // row of that key that is not in the window (locked by another claimer, leased, waiting
+    // for a retry, or delayed).
+    let keys: Vec<&str> = candidates
+        .iter()
+        .filter_map(|e| e.partition_key.as_deref())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut gaps: HashMap<String, i64> = HashMap::new();
+    if !keys.is_empty() {
+        let max_id = candidates.iter().map(|e| e.seq).max().unwrap_or(0);
+        let gaps_sql = mysql_claim::claim_gaps(s, keys.len(), candidates.len());
+        let mut query = Query::new(&gaps_sql, columns::GAPS);
+        for key in &keys {
+            query = query.bind(Param::Text(Some(key)));
+        }
+        query = query.bind(Param::I64(max_id));
+        for e in &candidates {
+            query = query.bind(Param::I64(e.seq));
+        }
+        for mut row in fetch(exec, s, query).await? {
+            let db = |e| Error::Database(Box::new(e));
+            let key = row.text("partition_key").map_err(db)?;
+            gaps.insert(key, row.int("gap").map_err(db)?);
+        }
+    }
+    candidates.retain(|e| match e.partition_key.as_deref() {
+        Some(key) => gaps.get(key).is_none_or(|gap| e.seq < *gap),
+        None => true,
+    });
+    if !candidates.is_empty() {
+        let lease_sql = mysql_claim::claim_lease(s, candidates.len());
+        let mut query = Query::statement(&lease_sql)
+            .bind(Param::I64(micros(lease)))
+            .bind(Param::I64(token.0));
+        for e in &candidates {
+            query = query.bind(Param::I64(e.seq));
+        }
+        execute(exec, s, query).await?;
+    }
+    Ok(candidates)
+}
+
+async fn settle_rows<E: Executor>(
+    exec: &mut E,
+    s: &Statements,
+    kind: Settle,
+    token: LeaseToken,
+    seqs: &[i64],
+) -> Result<u64> {
+    if seqs.is_empty() {
+        return Ok(0);
+    }
+    if let Some(claims) = &s.claims {
+        let sql = match kind {
+            Settle::AckDelete => &claims.ack,
+            Settle::AckKeep => &claims.ack_keep,
+            Settle::Release => &claims.release,
+        };
+        let query = Query::new(sql, columns::CHANGED)
+            .bind(Param::I64Array(seqs))
+            .bind(Param::I64(token.0));
+        let mut row = fetch_one(exec, s, query).await?;
+        return Ok(count(
+            row.int("changed")
+                .map_err(|e| Error::Database(Box::new(e)))?,
+        ));
+    }
+    let rows = row_lease(s);
+    let mut changed = 0;
+    for chunk in seqs.chunks(rows_per_statement(s.dialect)) {
+        let sql = match kind {
+            Settle::AckDelete => rows.ack_delete(chunk.len()),
+            Settle::AckKeep => rows.ack_keep(chunk.len()),
+            Settle::Release => rows.release(chunk.len()),
+        };
+        let mut query = Query::statement(&sql).bind(Param::I64(token.0));
+        for seq in chunk {
+            query = query.bind(Param::I64(*seq));
+        }
+        changed += execute(exec, s, query).await?;
+    }
+    Ok(changed)
+}
+
+/// Failures as the column arrays the PostgreSQL statements unnest.
+struct FailureArrays<'a> {
+    ids: Vec<i64>,
+    delays: Vec<i64>,
+    errors: Vec<Option<&'a str>>,
+    dead: Vec<bool>,
+}
+
+impl<'a> FailureArrays<'a> {
+    fn new(failures: &'a [Failure]) -> Self {
+        Self {
+            ids: failures.iter().map(|f| f.seq).collect(),
+            delays: failures
+                .iter()
+                .map(|f| f.retry_after.map_or(0, micros))
+                .collect(),
+            errors: failures.iter().map(|f| Some(f.error.as_str())).collect(),
+            dead: failures.iter().map(|f| f.retry_after.is_none()).collect(),
+        }
+    }
+
+    fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        query
+            .bind(Param::I64Array(&self.ids))
+            .bind(Param::I64Array(&self.delays))
+            .bind(Param::TextArray(self.errors.clone()))
+            .bind(Param::BoolArray(self.dead.clone()))
+    }
+}
+
+async fn fail_rows<E: Executor>(
+    exec: &mut E,
+    s: &Statements,
+    token: LeaseToken,
+    failures: &[Failure],
+) -> Result<u64> {
+    if failures.is_empty() {
+        return Ok(0);
+    }
+    if let Some(claims) = &s.claims {
+        let arrays = FailureArrays::new(failures);
+        let query = arrays
+            .bind(Query::new(&claims.fail, columns::CHANGED))
+            .bind(Param::I64(token.0));
+        let mut row = fetch_one(exec, s, query).await?;
+        return Ok(count(
+            row.int("changed")
+                .map_err(|e| Error::Database(Box::new(e)))?,
+        ));
+    }
+    let fail_one = &row_lease(s).fail_one;
+    let mut changed = 0;
+    for f in failures {
+        let query = Query::statement(fail_one)
+            .bind(Param::Text(Some(&f.error)))
+            .bind(Param::I64(i64::from(f.retry_after.is_none())))
+            .bind(Param::I64(f.retry_after.map_or(0, micros)))
+            .bind(Param::I64(f.seq))
+            .bind(Param::I64(token.0));
+        changed += execute(exec, s, query).await?;
+    }
+    Ok(changed)
+}
+
+async fn settle_claim<E: Executor>(
+    exec: &mut E,
+    s: &Statements,
+    keep_published: bool,
+    token: LeaseToken,
+    settlement: &Settlement,
+) -> Result<Settled> {
+    if let Some(claims) = &s.claims {
+        let sql = if keep_published {
+            &claims.settle_keep
+        } else {
+            &claims.settle
+        };
+        let arrays = FailureArrays::new(&settlement.failed);
+        let query = Query::new(sql, columns::SETTLED)
+            .bind(Param::I64(token.0))
+            .bind(Param::I64Array(&settlement.published));
+        let query = arrays
+            .bind(query)
+            .bind(Param::I64Array(&settlement.released));
+        let mut row = fetch_one(exec, s, query).await?;
+        let db = |e| Error::Database(Box::new(e));
+        return Ok(Settled {
+            published: count(row.int("published").map_err(db)?),
+            failed: count(row.int("failed").map_err(db)?),
+            released: count(row.int("released").map_err(db)?),
+        });
+    }
+    Ok(Settled {
+        published: settle_rows(
+            exec,
+            s,
+            Settle::ack(keep_published),
+            token,
+            &settlement.published,
+        )
+        .await?,
+        failed: fail_rows(exec, s, token, &settlement.failed).await?,
+        released: settle_rows(exec, s, Settle::Release, token, &settlement.released).await?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::TableName;
+
+    #[test]
+    fn only_this_tables_missing_table_error_says_migrate() {
+        let s = Statements::new(Dialect::Postgres, TableName::new("orders_outbox").unwrap());
+        let mine = DbError::from_database(
+            Some("42P01"),
+            "relation \"orders_outbox\" does not exist",
+            "x",
+        );
+        assert!(matches!(map_error(&s, mine), Error::MissingTable { .. }));
+        let other = DbError::from_database(Some("42P01"), "relation \"users\" does not exist", "x");
+        assert!(matches!(map_error(&s, other), Error::Database(_)));
+    }
+}

@@ -1,0 +1,195 @@
+//! `SqlStore`: the relay's store on any database adapter, through the [`SqlPool`] seam.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::Statements;
+use super::protocol::{
+    ClaimRows, FailRows, Get, Migrate, Operation, PurgePublished, RetryDead, Settle, SettleClaim,
+    SettleRows, Stats,
+};
+use crate::error::Result;
+use crate::store::{
+    Claim, Failure, Inspect, LeaseToken, OutboxStats, Settled, Settlement, Store, StoredMessage,
+};
+
+/// Runs [`Operation`]s on pooled connections: what a database adapter implements for its pool.
+///
+/// For each call: take a connection, begin the transaction [`Operation::tx_mode`] asks for
+/// (running [`TxMode::before_begin`](super::TxMode::before_begin) on the connection first),
+/// run the operation on an [`Executor`](super::Executor) over that connection, commit when it
+/// returns `Ok` and roll back when it fails or is dropped. Errors of the pool itself (no
+/// connection, a failed commit) are returned as [`Error::Database`](crate::Error::Database)
+/// around a [`DbError`](super::DbError).
+///
+/// How the three kinds of adapter do it:
+///
+/// * async drivers (sqlx, diesel-async): acquire, begin with the driver's transaction guard,
+///   `op.run(&mut executor).await`, commit;
+/// * synchronous drivers (diesel): move the operation (it owns its inputs) into one
+///   `spawn_blocking` closure that takes a pooled connection, runs the transaction with the
+///   driver's `transaction` method, and drives the operation with
+///   [`block_on_ready`](super::block_on_ready), since every statement completes at once;
+/// * sea-orm: `begin()` on the `DatabaseConnection` for a transaction, an executor over
+///   `&impl ConnectionTrait`, commit.
+pub trait SqlPool: Send + Sync + 'static {
+    /// Runs `op` on one pooled connection in the transaction it asks for.
+    fn run<O: Operation>(&self, op: O) -> impl Future<Output = Result<O::Output>> + Send;
+}
+
+impl<P: SqlPool> SqlPool for Arc<P> {
+    fn run<O: Operation>(&self, op: O) -> impl Future<Output = Result<O::Output>> + Send {
+        (**self).run(op)
+    }
+}
+
+/// The relay's [`Store`] (and [`Inspect`]) on one outbox table, over any adapter's
+/// [`SqlPool`]. Every adapter's store is this type; the adapter supplies the pool.
+///
+/// Published rows are deleted on ack; [`keep_published`](Self::keep_published) keeps them for
+/// a retention window instead.
+#[derive(Debug, Clone)]
+pub struct SqlStore<P> {
+    pool: P,
+    statements: Arc<Statements>,
+    keep_published: bool,
+}
+
+impl<P: SqlPool> SqlStore<P> {
+    /// A store reading the table of `statements` through `pool`.
+    pub fn new(pool: P, statements: Arc<Statements>) -> Self {
+        Self {
+            pool,
+            statements,
+            keep_published: false,
+        }
+    }
+
+    /// Keeps published rows (status `published`) instead of deleting them; remove them later
+    /// with [`purge_published`](Self::purge_published).
+    #[must_use]
+    pub fn keep_published(mut self, keep: bool) -> Self {
+        self.keep_published = keep;
+        self
+    }
+
+    /// Whether published rows are kept.
+    pub fn keeps_published(&self) -> bool {
+        self.keep_published
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &P {
+        &self.pool
+    }
+
+    /// The statements this store sends.
+    pub fn statements(&self) -> &Arc<Statements> {
+        &self.statements
+    }
+
+    fn s(&self) -> Arc<Statements> {
+        Arc::clone(&self.statements)
+    }
+
+    /// Creates the outbox table if it does not exist (see [`protocol::migrate`](super::protocol::migrate)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`](crate::Error::Database) when a statement fails.
+    pub fn migrate(&self) -> impl Future<Output = Result<()>> + Send {
+        self.pool.run(Migrate { s: self.s() })
+    }
+
+    /// Deletes published rows older than `older_than` (only with
+    /// [`keep_published`](Self::keep_published)). Returns how many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// A database error.
+    pub fn purge_published(
+        &self,
+        older_than: Duration,
+    ) -> impl Future<Output = Result<u64>> + Send {
+        self.pool.run(PurgePublished {
+            s: self.s(),
+            older_than,
+        })
+    }
+}
+
+impl<P: SqlPool> Store for SqlStore<P> {
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim> {
+        let token = LeaseToken::random();
+        let messages = self
+            .pool
+            .run(ClaimRows {
+                s: self.s(),
+                limit,
+                lease,
+                token,
+            })
+            .await?;
+        Ok(Claim { token, messages })
+    }
+
+    fn ack(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send {
+        self.pool.run(SettleRows {
+            s: self.s(),
+            kind: Settle::ack(self.keep_published),
+            token,
+            seqs: seqs.to_vec(),
+        })
+    }
+
+    fn fail(
+        &self,
+        token: LeaseToken,
+        failures: &[Failure],
+    ) -> impl Future<Output = Result<u64>> + Send {
+        self.pool.run(FailRows {
+            s: self.s(),
+            token,
+            failures: failures.to_vec(),
+        })
+    }
+
+    fn release(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send {
+        self.pool.run(SettleRows {
+            s: self.s(),
+            kind: Settle::Release,
+            token,
+            seqs: seqs.to_vec(),
+        })
+    }
+
+    fn settle(
+        &self,
+        token: LeaseToken,
+        settlement: &Settlement,
+    ) -> impl Future<Output = Result<Settled>> + Send {
+        self.pool.run(SettleClaim {
+            s: self.s(),
+            keep_published: self.keep_published,
+            token,
+            settlement: settlement.clone(),
+        })
+    }
+}
+
+impl<P: SqlPool> Inspect for SqlStore<P> {
+    fn stats(&self) -> impl Future<Output = Result<OutboxStats>> + Send {
+        self.pool.run(Stats { s: self.s() })
+    }
+
+    fn get(&self, id: Uuid) -> impl Future<Output = Result<Option<StoredMessage>>> + Send {
+        self.pool.run(Get { s: self.s(), id })
+    }
+
+    fn retry_dead(&self, id: Option<Uuid>) -> impl Future<Output = Result<u64>> + Send {
+        self.pool.run(RetryDead { s: self.s(), id })
+    }
+}
