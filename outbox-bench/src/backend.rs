@@ -26,11 +26,6 @@ pub(crate) trait Backend:
     /// Refreshes the planner's statistics of `table` after a bulk load.
     fn analyze(table: &str) -> String;
 
-    /// Drops an outbox table and whatever its migration created beside it.
-    fn drop_outbox(table: &str) -> Vec<String> {
-        vec![format!("DROP TABLE IF EXISTS {table}")]
-    }
-
     /// `CREATE TABLE` for a table with an auto-increment `id` and the given other columns.
     fn create_table(table: &str, columns: &str) -> String;
 
@@ -182,16 +177,6 @@ impl Backend for Postgres {
 
     fn analyze(table: &str) -> String {
         format!("VACUUM ANALYZE {table}")
-    }
-
-    fn drop_outbox(table: &str) -> Vec<String> {
-        // The claims table and claim function are named after the unquoted table.
-        let bare = table.trim_matches('"');
-        vec![
-            format!("DROP TABLE IF EXISTS {table}"),
-            format!("DROP TABLE IF EXISTS \"{bare}_claims\""),
-            format!("DROP FUNCTION IF EXISTS \"{bare}_claim\""),
-        ]
     }
 
     fn create_table(table: &str, columns: &str) -> String {

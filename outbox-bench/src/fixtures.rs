@@ -40,7 +40,7 @@ impl<DB: Backend> Table<DB> {
     pub(crate) async fn create(pool: &Pool<DB>, name: &str) -> Result<Self, BoxError> {
         let table = format!("outbox_bench_{name}_{}", std::process::id());
         let outbox = Outbox::<DB>::with_table(&table)?;
-        for sql in DB::drop_outbox(&outbox.statements().quoted_table()) {
+        for sql in outbox.statements().drop_all() {
             DB::exec(pool, &sql).await?;
         }
         outbox.migrate(&mut *pool.acquire().await?).await?;
@@ -75,7 +75,7 @@ impl<DB: Backend> Table<DB> {
     }
 
     pub(crate) async fn drop_table(self, pool: &Pool<DB>) -> Result<(), BoxError> {
-        for sql in DB::drop_outbox(&self.quoted()) {
+        for sql in self.outbox.statements().drop_all() {
             DB::exec(pool, &sql).await?;
         }
         Ok(())
