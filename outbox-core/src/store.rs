@@ -171,6 +171,10 @@ pub trait Inspect: Send + Sync + 'static {
     /// Makes dead messages pending again with their attempt count reset; `None` revives all dead
     /// messages. Returns how many were revived.
     fn retry_dead(&self, id: Option<Uuid>) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Deletes published rows kept for retention that are older than `older_than`; returns how
+    /// many were deleted (none for a store that deletes rows on ack).
+    fn purge_published(&self, older_than: Duration) -> impl Future<Output = Result<u64>> + Send;
 }
 
 impl<S: Store> Store for std::sync::Arc<S> {

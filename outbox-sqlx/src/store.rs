@@ -114,7 +114,7 @@ impl<DB: OutboxDatabase> SqlxStore<DB> {
     }
 
     /// Keeps published rows (status `published`) instead of deleting them; remove them later
-    /// with [`purge_published`](Self::purge_published).
+    /// with [`Inspect::purge_published`].
     #[must_use]
     pub fn keep_published(mut self, keep: bool) -> Self {
         self.inner = self.inner.keep_published(keep);
@@ -138,16 +138,6 @@ impl<DB: OutboxDatabase> SqlxStore<DB> {
     /// As for [`Outbox::migrate`].
     pub async fn migrate(&self) -> Result<()> {
         self.inner.migrate().await
-    }
-
-    /// Deletes published rows older than `older_than` (only with
-    /// [`keep_published`](Self::keep_published)). Returns how many were deleted.
-    ///
-    /// # Errors
-    ///
-    /// A database error.
-    pub async fn purge_published(&self, older_than: Duration) -> Result<u64> {
-        self.inner.purge_published(older_than).await
     }
 }
 
@@ -192,5 +182,9 @@ impl<DB: OutboxDatabase> Inspect for SqlxStore<DB> {
 
     fn retry_dead(&self, id: Option<Uuid>) -> impl Future<Output = Result<u64>> + Send {
         self.inner.retry_dead(id)
+    }
+
+    fn purge_published(&self, older_than: Duration) -> impl Future<Output = Result<u64>> + Send {
+        self.inner.purge_published(older_than)
     }
 }

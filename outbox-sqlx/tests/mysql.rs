@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{MYSQL_DEFAULT, SqlxBackend, connect_or_explain, stale, url};
+use common::{MYSQL_DEFAULT, SqlxBackend, connect_or_explain, url};
+use outbox_core::testing::stale_tables;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::{Executor, MySql};
 
@@ -22,7 +23,7 @@ async fn pool() -> MySqlPool {
     .fetch_all(&pool)
     .await
     .unwrap();
-    for table in stale(tables) {
+    for table in stale_tables(tables) {
         let _ = pool
             .execute(sqlx::AssertSqlSafe(format!(
                 "DROP TABLE IF EXISTS `{table}`"
@@ -43,12 +44,4 @@ async fn backend() -> SqlxBackend<MySql> {
 
 outbox_core::conformance_suite!(backend());
 
-type DbUnderTest = MySql;
-
-adapter_tests!(
-    pool().await,
-    "CREATE TABLE `{}` (id BIGINT PRIMARY KEY) ENGINE=InnoDB",
-    "INSERT INTO `{}` (id) VALUES (?)",
-    "SELECT COUNT(*) FROM `{}`",
-    "UPDATE `{}` SET created_at = created_at + INTERVAL 1 MINUTE, available_at = available_at + INTERVAL 1 MINUTE"
-);
+outbox_core::adapter_suite!(backend());

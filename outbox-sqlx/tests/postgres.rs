@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{POSTGRES_DEFAULT, SqlxBackend, connect_or_explain, stale, url};
+use common::{POSTGRES_DEFAULT, SqlxBackend, connect_or_explain, url};
+use outbox_core::testing::stale_tables;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Executor, Postgres};
 
@@ -21,7 +22,7 @@ async fn pool() -> PgPool {
     .fetch_all(&pool)
     .await
     .unwrap();
-    for table in stale(tables) {
+    for table in stale_tables(tables) {
         let _ = pool
             .execute(sqlx::AssertSqlSafe(format!(
                 "DROP TABLE IF EXISTS \"{table}\""
@@ -47,15 +48,7 @@ async fn backend() -> SqlxBackend<Postgres> {
 
 outbox_core::conformance_suite!(backend());
 
-type DbUnderTest = Postgres;
-
-adapter_tests!(
-    pool().await,
-    "CREATE TABLE \"{}\" (id bigint PRIMARY KEY)",
-    "INSERT INTO \"{}\" (id) VALUES ($1)",
-    "SELECT count(*) FROM \"{}\"",
-    "UPDATE \"{}\" SET created_at = created_at + interval '1 minute', available_at = available_at + interval '1 minute'"
-);
+outbox_core::adapter_suite!(backend());
 
 /// A relay whose poll interval is far away is woken by a commit from another connection (as
 /// from another process) through LISTEN/NOTIFY.
@@ -68,7 +61,7 @@ async fn notify_wakes_a_relay_in_another_process() {
 
     let relay_pool = pool().await;
     let producer_pool = pool().await;
-    let outbox = Outbox::<Postgres>::with_table(&common::fresh_table())
+    let outbox = Outbox::<Postgres>::with_table(&outbox_core::testing::fresh_table())
         .unwrap()
         .notify_on_commit(true);
     outbox

@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 async fn pool() -> SqlitePool {
     let dir = std::env::temp_dir().join("outbox-sqlx-tests");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{}.db", common::fresh_table()));
+    let path = dir.join(format!("{}.db", outbox_core::testing::fresh_table()));
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
         .unwrap()
         .create_if_missing(true)
@@ -36,12 +36,4 @@ async fn backend() -> SqlxBackend<Sqlite> {
 
 outbox_core::conformance_suite!(backend());
 
-type DbUnderTest = Sqlite;
-
-adapter_tests!(
-    pool().await,
-    "CREATE TABLE \"{}\" (id INTEGER PRIMARY KEY)",
-    "INSERT INTO \"{}\" (id) VALUES (?)",
-    "SELECT count(*) FROM \"{}\"",
-    "UPDATE \"{}\" SET created_at = created_at + 60000000, available_at = available_at + 60000000"
-);
+outbox_core::adapter_suite!(backend());

@@ -50,7 +50,7 @@ impl<P: SqlPool> SqlPool for Arc<P> {
 /// [`SqlPool`]. Every adapter's store is this type; the adapter supplies the pool.
 ///
 /// Published rows are deleted on ack; [`keep_published`](Self::keep_published) keeps them for
-/// a retention window instead.
+/// a retention window instead, and [`Inspect::purge_published`] removes them later.
 #[derive(Debug, Clone)]
 pub struct SqlStore<P> {
     pool: P,
@@ -191,5 +191,14 @@ impl<P: SqlPool> Inspect for SqlStore<P> {
 
     fn retry_dead(&self, id: Option<Uuid>) -> impl Future<Output = Result<u64>> + Send {
         self.pool.run(RetryDead { s: self.s(), id })
+    }
+
+    /// Deletes published rows older than `older_than` (kept with
+    /// [`keep_published`](Self::keep_published)).
+    fn purge_published(&self, older_than: Duration) -> impl Future<Output = Result<u64>> + Send {
+        self.pool.run(PurgePublished {
+            s: self.s(),
+            older_than,
+        })
     }
 }

@@ -15,7 +15,7 @@ use crate::publisher::PublishError;
 use crate::relay::Relay;
 use crate::retry::RetryPolicy;
 use crate::status::Status;
-use crate::store::{Failure, Inspect, Store};
+use crate::store::{Failure, Inspect, Settled, Settlement, Store};
 
 const LONG: Duration = Duration::from_secs(30);
 const WAIT: Duration = Duration::from_secs(60);
@@ -534,6 +534,72 @@ pub async fn fencing_refuses_stale_settlements<B: Backend>(backend: Shared<B>) {
         store.stats().await.unwrap().unpublished(),
         0,
         "[{name}] drained"
+    );
+}
+
+/// The relay settles a whole claim with one `settle` call: a relay whose lease expired and
+/// whose rows were claimed again changes nothing with it, and the owner's settle lands.
+pub async fn fencing_refuses_a_stale_settle<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let batch: Vec<Message> = (0..3).map(|n| msg("e", Some("k"), n)).collect();
+    commit_messages(&*backend, batch).await.unwrap();
+    let store = backend.store();
+    let stale = store.claim(10, Duration::from_millis(200)).await.unwrap();
+    assert_eq!(stale.messages.len(), 3, "[{name}] first claim");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let fresh = store.claim(10, LONG).await.unwrap();
+    assert_eq!(fresh.messages.len(), 3, "[{name}] reclaim after expiry");
+    let seqs: Vec<i64> = fresh.messages.iter().map(|m| m.seq).collect();
+    let settlement = |dead: bool| Settlement {
+        published: vec![seqs[0]],
+        failed: vec![Failure {
+            seq: seqs[1],
+            error: "broker said no".into(),
+            retry_after: (!dead).then_some(Duration::from_secs(60)),
+        }],
+        released: vec![seqs[2]],
+    };
+
+    let settled = store.settle(stale.token, &settlement(true)).await.unwrap();
+    assert_eq!(
+        settled,
+        Settled::default(),
+        "[{name}] stale settle changed rows"
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.claimed,
+            stats.dead,
+            stats.published,
+            stats.unpublished()
+        ),
+        (3, 0, 0, 3),
+        "[{name}] rows untouched by the stale settle: {stats:?}"
+    );
+
+    let settled = store.settle(fresh.token, &settlement(false)).await.unwrap();
+    assert_eq!(
+        settled,
+        Settled {
+            published: 1,
+            failed: 1,
+            released: 1
+        },
+        "[{name}] owner's settle"
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.failed, stats.claimed, stats.dead),
+        (1, 1, 0, 0),
+        "[{name}] after the owner's settle: {stats:?}"
+    );
+    let failed = store.get(fresh.messages[1].id).await.unwrap().unwrap();
+    assert_eq!(failed.status, Status::Failed, "[{name}] failed row");
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("broker said no"),
+        "[{name}]"
     );
 }
 

@@ -13,6 +13,7 @@
 //! through the adapter's own enqueue path, runs real relays, and checks what was published.
 //! Every wait is bounded; a test that runs out of time fails with what it was waiting for.
 
+mod adapter;
 mod backends;
 mod cases;
 
@@ -20,6 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use self::adapter::*;
 pub use self::backends::{MemoryBackend, SlowPublisher};
 pub use self::cases::*;
 use crate::error::Result;
@@ -114,6 +116,7 @@ macro_rules! conformance_suite {
             poison_message_blocks_only_its_key,
             backoff_grows_per_policy,
             fencing_refuses_stale_settlements,
+            fencing_refuses_a_stale_settle,
             sequence_visibility_skips_nothing,
             graceful_shutdown_loses_nothing,
             busy_head_blocks_its_key,

@@ -1,0 +1,465 @@
+//! The adapter suite: what an application sees through an adapter on a real database (bad
+//! input, a missing table, rollbacks, retention, statement boundaries). Every SQL adapter runs
+//! it with [`adapter_suite!`](crate::adapter_suite) beside the conformance suite.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::{Backend, Shared, commit_messages};
+use crate::error::{Error, Result};
+use crate::memory::NullPublisher;
+use crate::message::Message;
+use crate::relay::Relay;
+use crate::sql::protocol::rows_per_statement;
+use crate::sql::{Dialect, Statements, TableName};
+use crate::status::Status;
+use crate::store::{Failure, Inspect, Settlement, Store};
+
+const LEASE: Duration = Duration::from_secs(60);
+
+/// A SQL adapter's backend: the conformance [`Backend`] plus plain SQL on the same database and
+/// other outbox tables beside this one.
+pub trait SqlBackend: Backend + Sized {
+    /// The statements of this backend's outbox table.
+    fn statements(&self) -> &Statements;
+
+    /// A backend on the same database for the outbox table `table`, with a payload limit of
+    /// `max_payload` bytes, not migrated.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the adapter says of the table name.
+    fn with_table(&self, table: &str, max_payload: usize) -> Result<Self>;
+
+    /// Runs the adapter's own `migrate` for this backend's table.
+    fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Runs `sql` (no parameters) outside any transaction; returns the rows it changed.
+    fn execute(&self, sql: &str) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Runs `sql` (no parameters) in `tx`.
+    fn execute_in(&self, tx: &mut Self::Tx, sql: &str) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Runs `sql`, which returns one row with one integer column `n`.
+    fn fetch_count(&self, sql: &str) -> impl Future<Output = Result<i64>> + Send;
+
+    /// A store on this backend's table that keeps published rows.
+    fn store_keeping_published(&self) -> Self::Store;
+}
+
+/// A unique table name that records when it was made, so that tests can drop old ones.
+pub fn fresh_table() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("outbox_t_{secs}_{:08x}", fastrand::u32(..))
+}
+
+/// The names among `tables` that [`fresh_table`] made more than an hour ago.
+pub fn stale_tables(tables: Vec<String>) -> Vec<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    tables
+        .into_iter()
+        .filter(|t| {
+            t.strip_prefix("outbox_t_")
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|secs| secs.parse::<u64>().ok())
+                .is_some_and(|secs| secs + 3600 < now)
+        })
+        .collect()
+}
+
+/// A business table of the application's own, beside the outbox.
+struct BusinessTable {
+    quoted: String,
+}
+
+impl BusinessTable {
+    async fn create<B: SqlBackend>(backend: &B) -> Self {
+        let s = backend.statements();
+        let name = TableName::new(&format!("biz_{}", fresh_table())).unwrap();
+        let quoted = name.quoted(if s.dialect == Dialect::MySql {
+            '`'
+        } else {
+            '"'
+        });
+        let sql = match s.dialect {
+            Dialect::MySql => {
+                format!("CREATE TABLE {quoted} (id BIGINT PRIMARY KEY) ENGINE=InnoDB")
+            }
+            Dialect::Postgres => format!("CREATE TABLE {quoted} (id bigint PRIMARY KEY)"),
+            Dialect::Sqlite => format!("CREATE TABLE {quoted} (id INTEGER PRIMARY KEY)"),
+        };
+        backend.execute(&sql).await.unwrap();
+        Self { quoted }
+    }
+
+    async fn rows<B: SqlBackend>(&self, backend: &B) -> i64 {
+        let sql = format!("SELECT count(*) AS n FROM {}", self.quoted);
+        backend.fetch_count(&sql).await.unwrap()
+    }
+
+    async fn drop<B: SqlBackend>(self, backend: &B) {
+        let _ = backend
+            .execute(&format!("DROP TABLE {}", self.quoted))
+            .await;
+    }
+}
+
+/// What an application handler looks like: business write, build and enqueue the message,
+/// commit; any error returns early and drops (rolls back) the transaction.
+async fn place_order<B: SqlBackend>(
+    backend: &B,
+    table: &BusinessTable,
+    build: impl FnOnce() -> Result<Message>,
+) -> Result<()> {
+    let mut tx = backend.begin().await?;
+    let insert = format!("INSERT INTO {} (id) VALUES (1)", table.quoted);
+    backend.execute_in(&mut tx, &insert).await?;
+    let message = build()?;
+    backend.enqueue(&mut tx, vec![message]).await?;
+    backend.commit(tx).await
+}
+
+fn keyed(n: usize, key: &str) -> Message {
+    Message::json("e", &serde_json::json!({ "n": n }))
+        .unwrap()
+        .key(key)
+        .unwrap()
+}
+
+/// A row whose transaction's clock reads later than the claim's (on PostgreSQL `now()` is the
+/// transaction's start, so a producer that starts after a claim and commits before the claim's
+/// snapshot stamps its row "in the future") is still its key's head: the next row of its key
+/// must not be claimed without it.
+pub async fn a_row_stamped_after_the_claims_clock_still_heads_its_key<B: SqlBackend>(
+    backend: Shared<B>,
+) {
+    let name = backend.name();
+    let (first, second) = (keyed(1, "k"), keyed(2, "k"));
+    let order = vec![first.id(), second.id()];
+    commit_messages(&*backend, vec![first]).await.unwrap();
+    let s = backend.statements();
+    let t = s.quoted_table();
+    let later = match s.dialect {
+        Dialect::Postgres => "+ interval '1 minute'",
+        Dialect::MySql => "+ INTERVAL 1 MINUTE",
+        Dialect::Sqlite => "+ 60000000",
+    };
+    let stamp = format!(
+        "UPDATE {t} SET created_at = created_at {later}, available_at = available_at {later}"
+    );
+    backend.execute(&stamp).await.unwrap();
+    commit_messages(&*backend, vec![second]).await.unwrap();
+
+    let claim = backend.store().claim(10, LEASE).await.unwrap();
+    let claimed: Vec<_> = claim.messages.iter().map(|m| m.id).collect();
+    assert_eq!(
+        claimed, order,
+        "[{name}] a key's later row was claimed without its head"
+    );
+}
+
+/// Enqueueing into a table that was never migrated fails with advice to migrate, rolls back
+/// the business change, and stops a relay.
+pub async fn missing_table_error_says_to_migrate<B: SqlBackend>(backend: Shared<B>) {
+    let name = backend.name();
+    let unmigrated = backend.with_table(&fresh_table(), 1024 * 1024).unwrap();
+    let table = BusinessTable::create(&*backend).await;
+    let err = place_order(&unmigrated, &table, || {
+        Message::json("order.created", &serde_json::json!({}))
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::MissingTable { .. }),
+        "[{name}] {err:?}"
+    );
+    assert!(err.to_string().contains("migrate"), "[{name}] {err}");
+    assert_eq!(
+        table.rows(&*backend).await,
+        0,
+        "[{name}] business change committed"
+    );
+
+    let store = unmigrated.store();
+    let err = store.claim(10, LEASE).await.unwrap_err();
+    assert!(
+        matches!(err, Error::MissingTable { .. }),
+        "[{name}] claim: {err:?}"
+    );
+    let err = store.stats().await.unwrap_err();
+    assert!(
+        matches!(err, Error::MissingTable { .. }),
+        "[{name}] stats: {err:?}"
+    );
+    let relay = Relay::builder(store, NullPublisher).build().unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), relay.run(std::future::pending()))
+        .await
+        .expect("relay must stop on a missing table")
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MissingTable { .. }),
+        "[{name}] relay: {err:?}"
+    );
+    table.drop(&*backend).await;
+}
+
+/// Table names that are not plain identifiers are refused before any SQL is built.
+pub async fn invalid_table_names_are_refused_before_any_sql<B: SqlBackend>(backend: Shared<B>) {
+    let name = backend.name();
+    for bad in [
+        "outbox; DROP TABLE users",
+        "out\"box",
+        "1outbox",
+        "a.b.c",
+        "",
+    ] {
+        let Err(err) = backend.with_table(bad, 1024) else {
+            panic!("[{name}] table name {bad:?} was accepted");
+        };
+        assert!(
+            matches!(err, Error::InvalidTableName { .. }),
+            "[{name}] {bad:?}: {err:?}"
+        );
+        assert!(
+            err.to_string().contains("letters, digits and underscores"),
+            "[{name}] {err}"
+        );
+    }
+}
+
+/// A payload over the adapter's limit fails the enqueue, and the business change rolls back
+/// with it.
+pub async fn oversized_payload_rolls_back_the_business_change<B: SqlBackend>(backend: Shared<B>) {
+    let name = backend.name();
+    let limited = backend.with_table(&fresh_table(), 1024).unwrap();
+    limited.migrate().await.unwrap();
+    let table = BusinessTable::create(&*backend).await;
+    let err = place_order(&limited, &table, || {
+        Message::bytes("blob.stored", vec![7_u8; 2048])
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::PayloadTooLarge {
+                size: 2048,
+                limit: 1024
+            }
+        ),
+        "[{name}] {err:?}"
+    );
+    assert_eq!(
+        table.rows(&*backend).await,
+        0,
+        "[{name}] business change committed"
+    );
+    let stats = limited.store().stats().await.unwrap();
+    assert_eq!(stats.unpublished(), 0, "[{name}] half-written outbox row");
+    table.drop(&*backend).await;
+}
+
+/// A payload that cannot be serialized fails before anything is written.
+pub async fn unserializable_payload_rolls_back_the_business_change<B: SqlBackend>(
+    backend: Shared<B>,
+) {
+    struct Unserializable;
+    impl serde::Serialize for Unserializable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("a map with non-string keys"))
+        }
+    }
+    let name = backend.name();
+    let table = BusinessTable::create(&*backend).await;
+    let err = place_order(&*backend, &table, || {
+        Message::json("order.created", &Unserializable)
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Encode { .. }), "[{name}] {err:?}");
+    assert_eq!(
+        table.rows(&*backend).await,
+        0,
+        "[{name}] business change committed"
+    );
+    table.drop(&*backend).await;
+}
+
+/// The business row and its message commit together, and the message reads back whole.
+pub async fn committed_order_and_message_land_together<B: SqlBackend>(backend: Shared<B>) {
+    let name = backend.name();
+    let table = BusinessTable::create(&*backend).await;
+    let message = Message::json("order.created", &serde_json::json!({ "id": 1 }))
+        .unwrap()
+        .key(1)
+        .unwrap()
+        .aggregate_type("order")
+        .unwrap()
+        .header("tenant", "acme")
+        .unwrap();
+    let expected = message.clone();
+    place_order(&*backend, &table, move || Ok(message))
+        .await
+        .unwrap();
+    assert_eq!(table.rows(&*backend).await, 1, "[{name}] business row");
+    let stored = backend
+        .store()
+        .get(expected.id())
+        .await
+        .unwrap()
+        .expect("row written");
+    assert_eq!(stored.status, Status::Pending, "[{name}]");
+    assert_eq!(stored.last_error, None, "[{name}]");
+    let e = &stored.envelope;
+    assert_eq!(e.partition_key.as_deref(), Some("1"), "[{name}]");
+    assert_eq!(e.aggregate_type.as_deref(), Some("order"), "[{name}]");
+    assert_eq!(&e.headers, expected.headers(), "[{name}]");
+    assert_eq!(&e.payload[..], &expected.payload()[..], "[{name}]");
+    assert_eq!(e.attempts, 0, "[{name}]");
+    table.drop(&*backend).await;
+}
+
+/// Published rows kept for retention are not claimed again and are purged once older than
+/// the window.
+pub async fn kept_published_rows_are_purged_after_the_retention_window<B: SqlBackend>(
+    backend: Shared<B>,
+) {
+    let name = backend.name();
+    let messages: Vec<Message> = (0..3)
+        .map(|n| Message::json("e", &serde_json::json!({ "n": n })).unwrap())
+        .collect();
+    let first = messages[0].id();
+    commit_messages(&*backend, messages).await.unwrap();
+    let store = backend.store_keeping_published();
+    let claim = store.claim(10, LEASE).await.unwrap();
+    let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        store.ack(claim.token, &seqs).await.unwrap(),
+        3,
+        "[{name}] ack"
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.published, stats.unpublished()),
+        (3, 0),
+        "[{name}] {stats:?}"
+    );
+    let kept = store.get(first).await.unwrap().expect("published row kept");
+    assert_eq!(kept.status, Status::Published, "[{name}]");
+    assert!(
+        store.claim(10, LEASE).await.unwrap().messages.is_empty(),
+        "[{name}] reclaimed"
+    );
+    assert_eq!(
+        store
+            .purge_published(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "[{name}]"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        store
+            .purge_published(Duration::from_millis(1))
+            .await
+            .unwrap(),
+        3,
+        "[{name}]"
+    );
+    assert_eq!(store.stats().await.unwrap().published, 0, "[{name}]");
+}
+
+/// `enqueue_all` writes its messages in order.
+pub async fn enqueue_all_writes_in_order<B: SqlBackend>(backend: Shared<B>) {
+    let name = backend.name();
+    let messages: Vec<Message> = (0..25).map(|n| keyed(n, "k")).collect();
+    let ids: Vec<_> = messages.iter().map(Message::id).collect();
+    commit_messages(&*backend, messages).await.unwrap();
+    let claim = backend.store().claim(100, LEASE).await.unwrap();
+    let claimed: Vec<_> = claim.messages.iter().map(|m| m.id).collect();
+    assert_eq!(claimed, ids, "[{name}] claim order");
+}
+
+/// One more row than a statement carries, through every path that splits rows over
+/// statements: enqueue, claim, release, a settle that fails every row, and ack.
+pub async fn batches_cross_every_statement_boundary<B: SqlBackend>(backend: Shared<B>) {
+    let name = backend.name();
+    let n = rows_per_statement(backend.statements().dialect) + 1;
+    let messages: Vec<Message> = (0..n)
+        .map(|i| Message::json("e", &serde_json::json!({ "n": i })).unwrap())
+        .collect();
+    commit_messages(&*backend, messages).await.unwrap();
+    let store = backend.store();
+    let count = n as u64;
+
+    let claim = store.claim(n, LEASE).await.unwrap();
+    assert_eq!(claim.messages.len(), n, "[{name}] first claim");
+    let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        store.release(claim.token, &seqs).await.unwrap(),
+        count,
+        "[{name}] release"
+    );
+
+    let claim = store.claim(n, LEASE).await.unwrap();
+    assert_eq!(claim.messages.len(), n, "[{name}] claim after release");
+    let failed = Settlement {
+        failed: claim
+            .messages
+            .iter()
+            .map(|m| Failure {
+                seq: m.seq,
+                error: "try again".into(),
+                retry_after: Some(Duration::ZERO),
+            })
+            .collect(),
+        ..Settlement::default()
+    };
+    let settled = store.settle(claim.token, &failed).await.unwrap();
+    assert_eq!(
+        settled.failed, count,
+        "[{name}] settle with every row failed"
+    );
+
+    let claim = store.claim(n, LEASE).await.unwrap();
+    assert_eq!(claim.messages.len(), n, "[{name}] claim after failure");
+    assert!(
+        claim.messages.iter().all(|m| m.attempts == 1),
+        "[{name}] attempts counted"
+    );
+    let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        store.ack(claim.token, &seqs).await.unwrap(),
+        count,
+        "[{name}] ack"
+    );
+    assert_eq!(
+        store.stats().await.unwrap().unpublished(),
+        0,
+        "[{name}] left over"
+    );
+}
+
+/// Expands to one `#[tokio::test]` per adapter case, each on a fresh [`SqlBackend`] built by
+/// `$make` (an expression producing a future of one).
+#[macro_export]
+macro_rules! adapter_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            a_row_stamped_after_the_claims_clock_still_heads_its_key,
+            missing_table_error_says_to_migrate,
+            invalid_table_names_are_refused_before_any_sql,
+            oversized_payload_rolls_back_the_business_change,
+            unserializable_payload_rolls_back_the_business_change,
+            committed_order_and_message_land_together,
+            kept_published_rows_are_purged_after_the_retention_window,
+            enqueue_all_writes_in_order,
+            batches_cross_every_statement_boundary,
+        );
+    };
+}
