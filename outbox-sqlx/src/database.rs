@@ -76,23 +76,46 @@ macro_rules! database {
                 Ok(args)
             }
 
-            fn cells(
-                row: &<$db as sqlx::Database>::Row,
+            /// Reads each of `query`'s columns, by name and as its type, from `rows`.
+            fn decode(
+                rows: &[<$db as sqlx::Database>::Row],
                 query: &Query<'_>,
-            ) -> Result<Row, sqlx::Error> {
-                let mut cells = Vec::with_capacity(query.columns.len());
-                for column in query.columns {
-                    let name = column.name;
-                    let cell = match column.ty {
-                        CellType::Int => row.try_get::<Option<i64>, _>(name)?.map(Cell::Int),
-                        CellType::Text => row.try_get::<Option<String>, _>(name)?.map(Cell::Text),
-                        CellType::Bytes => {
-                            row.try_get::<Option<Vec<u8>>, _>(name)?.map(Cell::Bytes)
+            ) -> Result<Vec<Row>, sqlx::Error> {
+                let Some(first) = rows.first() else {
+                    return Ok(Vec::new());
+                };
+                // Every row of a result has the same columns: find them by name once.
+                let ordinals = query
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        use sqlx::Column as _;
+                        first
+                            .columns()
+                            .iter()
+                            .find(|col| col.name() == c.name)
+                            .map(|col| col.ordinal())
+                            .ok_or_else(|| sqlx::Error::ColumnNotFound(c.name.to_owned()))
+                    })
+                    .collect::<Result<Vec<usize>, _>>()?;
+                rows.iter()
+                    .map(|row| {
+                        let mut cells = Vec::with_capacity(ordinals.len());
+                        for (column, &i) in query.columns.iter().zip(&ordinals) {
+                            let cell = match column.ty {
+                                CellType::Int => row.try_get::<Option<i64>, _>(i)?.map(Cell::Int),
+                                CellType::Text => {
+                                    row.try_get::<Option<String>, _>(i)?.map(Cell::Text)
+                                }
+                                CellType::Bytes => {
+                                    row.try_get::<Option<Vec<u8>>, _>(i)?.map(Cell::Bytes)
+                                }
+                            };
+                            cells.push(cell.unwrap_or(Cell::Null));
                         }
-                    };
-                    cells.push(cell.unwrap_or(Cell::Null));
-                }
-                Row::new(query.columns, cells).map_err(|e| sqlx::Error::Decode(e.into()))
+                        Row::new(query.columns, cells).map_err(|e| sqlx::Error::Decode(e.into()))
+                    })
+                    .collect()
             }
 
             impl OutboxDatabase for $db {
@@ -108,10 +131,7 @@ macro_rules! database {
                         .fetch_all(&mut *conn)
                         .await
                         .map_err(crate::error::db_error)?;
-                    rows.iter()
-                        .map(|row| cells(row, query))
-                        .collect::<Result<_, _>>()
-                        .map_err(crate::error::db_error)
+                    decode(&rows, query).map_err(crate::error::db_error)
                 }
 
                 async fn execute(conn: &mut $conn, query: &Query<'_>) -> Result<u64, DbError> {

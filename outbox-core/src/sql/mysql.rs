@@ -125,22 +125,18 @@ pub fn claim_busy_keys(s: &Statements) -> String {
     )
 }
 
-/// The candidate window, locked with `SKIP LOCKED`. Parameters: `busy` keys to exclude, then
-/// the limit. Returns the envelope columns.
-pub fn claim_window(s: &Statements, busy: usize) -> String {
+/// The candidate window, locked with `SKIP LOCKED`. Parameters: the busy keys to exclude as a
+/// JSON array of strings (one parameter however many there are), then the limit. Returns the
+/// envelope columns.
+pub fn claim_window(s: &Statements) -> String {
     let t = s.quoted_table();
     let live = state::LIVE;
-    let exclude = if busy == 0 {
-        String::new()
-    } else {
-        format!(
-            " AND (partition_key IS NULL OR partition_key NOT IN ({}))",
-            question_marks(busy)
-        )
-    };
     format!(
         "SELECT {} FROM {t} WHERE state = {live} AND {due} \
-         AND (lease_until IS NULL OR lease_until <= {NOW}){exclude} \
+         AND (lease_until IS NULL OR lease_until <= {NOW}) \
+         AND (partition_key IS NULL OR partition_key NOT IN (\
+             SELECT k FROM JSON_TABLE(?, '$[*]' COLUMNS (\
+                 k VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$')) AS busy)) \
          ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
         envelope_columns(),
         due = super::due(NOW),

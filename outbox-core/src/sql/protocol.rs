@@ -513,11 +513,12 @@ async fn claim_mysql<E: Executor>(
         .map(|mut row| row.text("partition_key"))
         .collect::<Result<_, _>>()
         .map_err(|e| Error::Database(Box::new(e)))?;
-    let window_sql = mysql_claim::claim_window(s, busy.len());
-    let mut window = Query::new(&window_sql, columns::ENVELOPE);
-    for key in &busy {
-        window = window.bind(Param::Text(Some(key)));
-    }
+    // One parameter for any number of busy keys: a list of `?`s would pass MySQL's 65,535
+    // placeholders with that many keys in flight or retrying, and give every claim its own
+    // statement text.
+    let busy = serde_json::to_string(&busy).map_err(Error::database)?;
+    let window_sql = mysql_claim::claim_window(s);
+    let window = Query::new(&window_sql, columns::ENVELOPE).bind(Param::Text(Some(&busy)));
     let mut candidates = envelopes(fetch(exec, s, window.bind(Param::I64(limit))).await?)?;
     if candidates.is_empty() {
         return Ok(candidates);

@@ -445,6 +445,43 @@ pub async fn batches_cross_every_statement_boundary<B: SqlBackend>(backend: Shar
     );
 }
 
+/// More keys waiting for a retry than a statement may carry placeholders (MySQL's limit is
+/// 65,535): the claim still runs, and still takes the one key that is free.
+pub async fn more_busy_keys_than_placeholders_still_claim<B: SqlBackend>(backend: Shared<B>) {
+    let name = backend.name();
+    let busy = 65_536;
+    // In transactions of 1,000 keys: PostgreSQL takes a lock per key until commit, and its
+    // lock table (`max_locks_per_transaction`) holds a few thousand.
+    for start in (0..busy).step_by(1000) {
+        let messages = (start..busy.min(start + 1000))
+            .map(|n| keyed(n, &format!("busy-{n}")))
+            .collect();
+        commit_messages(&*backend, messages).await.unwrap();
+    }
+    let s = backend.statements();
+    let later = match s.dialect {
+        Dialect::Postgres => "now() + interval '1 hour'",
+        Dialect::MySql => "UTC_TIMESTAMP(6) + INTERVAL 1 HOUR",
+        Dialect::Sqlite => "available_at + 3600000000",
+    };
+    let retrying = format!(
+        "UPDATE {} SET attempts = 1, available_at = {later}",
+        s.quoted_table()
+    );
+    let changed = backend.execute(&retrying).await.unwrap();
+    assert_eq!(
+        changed, busy as u64,
+        "[{name}] rows made to wait for a retry"
+    );
+    let free = keyed(0, "free");
+    let id = free.id();
+    commit_messages(&*backend, vec![free]).await.unwrap();
+
+    let claim = backend.store().claim(10, LEASE).await.unwrap();
+    let claimed: Vec<_> = claim.messages.iter().map(|m| m.id).collect();
+    assert_eq!(claimed, vec![id], "[{name}] only the free key is claimable");
+}
+
 /// Expands to one `#[tokio::test]` per adapter case, each on a fresh [`SqlBackend`] built by
 /// `$make` (an expression producing a future of one).
 #[macro_export]
@@ -460,6 +497,7 @@ macro_rules! adapter_suite {
             kept_published_rows_are_purged_after_the_retention_window,
             enqueue_all_writes_in_order,
             batches_cross_every_statement_boundary,
+            more_busy_keys_than_placeholders_still_claim,
         );
     };
 }
