@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use outbox_core::sql::{DbError, Executor, Operation, Query, Row, SqlPool, SqlStore, TxMode};
+use outbox_core::sql::{DbError, Executor, Operation, Query, Row, SqlPool, SqlStore};
 use outbox_core::{
     Claim, Failure, Inspect, LeaseToken, OutboxStats, Result, Settled, Settlement, Store,
     StoredMessage, Uuid,
@@ -46,13 +46,13 @@ impl<DB: OutboxDatabase> SqlPool for SqlxPool<DB> {
         let db = |e: sqlx::Error| outbox_core::Error::Database(Box::new(db_error(e)));
         let mut conn = self.0.acquire().await.map_err(db)?;
         let mode = op.tx_mode();
-        if mode == TxMode::None {
-            return op.run(&mut SqlxExecutor::<DB>(&mut conn)).await;
-        }
         if let Some(sql) = mode.before_begin(op.dialect()) {
             DB::execute(&mut conn, &Query::statement(sql))
                 .await
                 .map_err(|e| outbox_core::Error::Database(Box::new(e)))?;
+        }
+        if !mode.is_transaction() {
+            return op.run(&mut SqlxExecutor::<DB>(&mut conn)).await;
         }
         let mut tx = match mode.begin_statement(op.dialect()) {
             Some(begin) => conn.begin_with(begin).await,

@@ -96,6 +96,8 @@ pub enum Cell {
 pub struct Row {
     columns: &'static [Column],
     cells: Vec<Cell>,
+    /// Where the next lookup starts: the protocol reads columns in their declared order.
+    next: usize,
 }
 
 impl Row {
@@ -112,16 +114,21 @@ impl Row {
                 columns.len()
             )));
         }
-        Ok(Self { columns, cells })
+        Ok(Self {
+            columns,
+            cells,
+            next: 0,
+        })
     }
 
     /// Takes the cell of column `name` out of the row, leaving `NULL` behind.
     pub(crate) fn take(&mut self, name: &str) -> Result<Cell, DbError> {
-        let index = self
-            .columns
-            .iter()
-            .position(|c| c.name == name)
+        let n = self.columns.len();
+        let index = (0..n)
+            .map(|i| (self.next + i) % n)
+            .find(|&i| self.columns[i].name == name)
             .ok_or_else(|| DbError::decode(format!("no column named {name:?}")))?;
+        self.next = index + 1;
         Ok(std::mem::replace(&mut self.cells[index], Cell::Null))
     }
 
@@ -268,13 +275,22 @@ pub enum TxMode {
     /// [`TxMode::before_begin`] on the connection (it sets the isolation of the next
     /// transaction only, so the connection's later users are unaffected).
     ReadCommitted,
+    /// One statement at READ COMMITTED: run [`TxMode::before_begin`], then the operation
+    /// without a transaction (its one statement is the transaction the isolation applies to).
+    ReadCommittedStatement,
 }
 
 impl TxMode {
-    /// The statement to run on the connection before beginning the transaction, if any.
+    /// Whether the adapter wraps the operation in a transaction.
+    pub fn is_transaction(self) -> bool {
+        matches!(self, TxMode::Transaction | TxMode::ReadCommitted)
+    }
+
+    /// The statement to run on the connection before beginning the transaction (or, for
+    /// [`TxMode::ReadCommittedStatement`], before the operation), if any.
     pub fn before_begin(self, dialect: Dialect) -> Option<&'static str> {
         match (self, dialect) {
-            (TxMode::ReadCommitted, Dialect::MySql) => {
+            (TxMode::ReadCommitted | TxMode::ReadCommittedStatement, Dialect::MySql) => {
                 Some("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             }
             _ => None,

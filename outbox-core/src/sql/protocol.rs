@@ -144,20 +144,25 @@ fn corrupt(seq: i64) -> impl Fn(DbError) -> Error {
 fn envelope(row: &mut Row) -> Result<Envelope> {
     let seq = row.int("seq").map_err(|e| Error::Database(Box::new(e)))?;
     let bad = corrupt(seq);
+    // Read in the columns' declared order, which is where each lookup looks first.
     let id = row.text("message_id").map_err(&bad)?;
     let id = Uuid::parse_str(&id).map_err(|e| Error::CorruptRow {
         seq,
         reason: format!("message_id {id:?} is not a UUID: {e}"),
     })?;
-    let headers = row.text("headers").map_err(&bad)?;
+    let event_type = row.text("event_type").map_err(&bad)?;
+    let partition_key = row.opt_text("partition_key").map_err(&bad)?;
+    let aggregate_type = row.opt_text("aggregate_type").map_err(&bad)?;
+    let payload = row.bytes("payload").map_err(&bad)?.into();
+    let headers = decode_headers(seq, &row.text("headers").map_err(&bad)?)?;
     Ok(Envelope {
         seq,
         id,
-        event_type: row.text("event_type").map_err(&bad)?,
-        partition_key: row.opt_text("partition_key").map_err(&bad)?,
-        aggregate_type: row.opt_text("aggregate_type").map_err(&bad)?,
-        payload: row.bytes("payload").map_err(&bad)?.into(),
-        headers: decode_headers(seq, &headers)?,
+        event_type,
+        partition_key,
+        aggregate_type,
+        payload,
+        headers,
         created_at: from_micros(row.int("created_us").map_err(&bad)?),
         attempts: u32::try_from(row.int("attempts").map_err(&bad)?.max(0)).unwrap_or(u32::MAX),
     })
@@ -366,13 +371,20 @@ macro_rules! operations {
 }
 
 /// MySQL runs every relay statement at READ COMMITTED (see ARCHITECTURE.md, "MySQL
-/// isolation"); SQLite needs a transaction only where several statements must land together.
+/// isolation"); a transaction is begun only where several statements must land together.
 fn row_lease_mode(s: &Statements, several: bool) -> TxMode {
     match s.dialect {
-        Dialect::MySql => TxMode::ReadCommitted,
+        Dialect::MySql if several => TxMode::ReadCommitted,
+        Dialect::MySql => TxMode::ReadCommittedStatement,
         _ if several => TxMode::Transaction,
         _ => TxMode::None,
     }
+}
+
+/// How many statements a row-lease settlement sends.
+fn row_lease_statements(s: &Statements, settlement: &Settlement) -> usize {
+    let chunks = |n: usize| n.div_ceil(rows_per_statement(s.dialect));
+    chunks(settlement.published.len()) + settlement.failed.len() + chunks(settlement.released.len())
 }
 
 fn row_lease(s: &Statements) -> &RowLeaseSql {
@@ -413,7 +425,8 @@ operations! {
 
     /// Claims up to `limit` rows for `lease`, in sequence order.
     ClaimRows { limit: usize, lease: Duration, token: LeaseToken } -> Vec<Envelope>;
-    mode(op) row_lease_mode(&op.s, true);
+    // One statement on PostgreSQL and SQLite; four on MySQL.
+    mode(op) if op.s.dialect == Dialect::MySql { TxMode::ReadCommitted } else { TxMode::None };
     run(op, exec) {
         let mut claimed = claim(exec, &op.s, op.limit, op.lease, op.token).await?;
         claimed.sort_unstable_by_key(|m| m.seq);
@@ -432,7 +445,7 @@ operations! {
 
     /// Settles a whole claim.
     SettleClaim { keep_published: bool, token: LeaseToken, settlement: Settlement } -> Settled;
-    mode(op) row_lease_mode(&op.s, true);
+    mode(op) row_lease_mode(&op.s, row_lease_statements(&op.s, &op.settlement) > 1);
     run(op, exec) { settle_claim(exec, &op.s, op.keep_published, op.token, &op.settlement).await }
 
     /// Counts by status.
