@@ -25,8 +25,7 @@ use crate::store::{Failure, LeaseToken, OutboxStats, Settled, Settlement, Stored
 pub mod columns {
     use super::{CellType::*, Column};
 
-    /// A claimed or inspected message.
-    pub const ENVELOPE: &[Column] = &[
+    const ENVELOPE_COLUMNS: [Column; 9] = [
         Column::new("seq", Int),
         Column::new("message_id", Text),
         Column::new("event_type", Text),
@@ -38,22 +37,32 @@ pub mod columns {
         Column::new("attempts", Int),
     ];
 
-    /// A message with its bookkeeping (`get`).
-    pub const STORED: &[Column] = &[
-        Column::new("seq", Int),
-        Column::new("message_id", Text),
-        Column::new("event_type", Text),
-        Column::nullable("partition_key", Text),
-        Column::nullable("aggregate_type", Text),
-        Column::new("payload", Bytes),
-        Column::new("headers", Text),
-        Column::new("created_us", Int),
-        Column::new("attempts", Int),
-        Column::new("state", Int),
-        Column::new("leased", Int),
-        Column::nullable("last_error", Text),
-        Column::new("available_us", Int),
-    ];
+    const STORED_COLUMNS: [Column; 13] = {
+        let bookkeeping = [
+            Column::new("state", Int),
+            Column::new("leased", Int),
+            Column::nullable("last_error", Text),
+            Column::new("available_us", Int),
+        ];
+        let mut all = [Column::new("", Int); 13];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = if i < ENVELOPE_COLUMNS.len() {
+                ENVELOPE_COLUMNS[i]
+            } else {
+                bookkeeping[i - ENVELOPE_COLUMNS.len()]
+            };
+            i += 1;
+        }
+        all
+    };
+
+    /// A claimed or inspected message.
+    pub const ENVELOPE: &[Column] = &ENVELOPE_COLUMNS;
+
+    /// A message with its bookkeeping (`get`): the envelope's columns, then `state`, `leased`,
+    /// `last_error` and `available_us`.
+    pub const STORED: &[Column] = &STORED_COLUMNS;
 
     /// Counts by status (`stats`).
     pub const STATS: &[Column] = &[
