@@ -45,6 +45,20 @@ impl Row {
     fn envelope(&self, seq: i64) -> Envelope {
         Envelope::from_message(seq, &self.message, self.created_at, self.attempts)
     }
+
+    fn stored(&self, seq: i64) -> StoredMessage {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        StoredMessage {
+            envelope: self.envelope(seq),
+            status: self.status(now),
+            last_error: self.last_error.clone(),
+            available_at: if self.available_at > now {
+                wall + (self.available_at - now)
+            } else {
+                wall - (now - self.available_at)
+            },
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -248,23 +262,29 @@ impl Inspect for MemoryStore {
     }
 
     fn get(&self, id: Uuid) -> impl Future<Output = Result<Option<StoredMessage>>> + Send {
-        let now = Instant::now();
-        let wall = SystemTime::now();
         let state = self.lock();
         let found = state
             .rows
             .iter()
             .find(|(_, row)| row.message.id() == id)
-            .map(|(&seq, row)| StoredMessage {
-                envelope: row.envelope(seq),
-                status: row.status(now),
-                last_error: row.last_error.clone(),
-                available_at: if row.available_at > now {
-                    wall + (row.available_at - now)
-                } else {
-                    wall - (now - row.available_at)
-                },
-            });
+            .map(|(&seq, row)| row.stored(seq));
+        std::future::ready(Ok(found))
+    }
+
+    fn list(
+        &self,
+        status: Option<Status>,
+        after: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredMessage>>> + Send {
+        let state = self.lock();
+        let found = state
+            .rows
+            .range(after.saturating_add(1)..)
+            .map(|(&seq, row)| row.stored(seq))
+            .filter(|m| status.is_none_or(|s| m.status == s))
+            .take(limit)
+            .collect();
         std::future::ready(Ok(found))
     }
 

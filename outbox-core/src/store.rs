@@ -168,6 +168,15 @@ pub trait Inspect: Send + Sync + 'static {
     /// One message by id.
     fn get(&self, id: Uuid) -> impl Future<Output = Result<Option<StoredMessage>>> + Send;
 
+    /// Up to `limit` messages in sequence order, starting after sequence `after` (0 from the
+    /// start; pass the last `seq` seen to page on), only those in `status` when given.
+    fn list(
+        &self,
+        status: Option<Status>,
+        after: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredMessage>>> + Send;
+
     /// Makes dead messages pending again with their attempt count reset; `None` revives all dead
     /// messages. Returns how many were revived.
     fn retry_dead(&self, id: Option<Uuid>) -> impl Future<Output = Result<u64>> + Send;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use outbox_core::sql::{DbError, Executor, Operation, Query, Row, SqlPool, SqlStore};
 use outbox_core::{
-    Claim, Failure, Inspect, LeaseToken, OutboxStats, Result, Settled, Settlement, Store,
+    Claim, Failure, Inspect, LeaseToken, OutboxStats, Result, Settled, Settlement, Status, Store,
     StoredMessage, Uuid,
 };
 use sqlx::{Connection, Pool};
@@ -178,6 +178,15 @@ impl<DB: OutboxDatabase> Inspect for SqlxStore<DB> {
 
     fn get(&self, id: Uuid) -> impl Future<Output = Result<Option<StoredMessage>>> + Send {
         self.inner.get(id)
+    }
+
+    fn list(
+        &self,
+        status: Option<Status>,
+        after: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredMessage>>> + Send {
+        self.inner.list(status, after, limit)
     }
 
     fn retry_dead(&self, id: Option<Uuid>) -> impl Future<Output = Result<u64>> + Send {

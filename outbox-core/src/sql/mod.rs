@@ -24,6 +24,8 @@ mod table;
 
 use std::fmt;
 
+use crate::status::Status;
+
 pub use self::executor::{
     Cell, CellType, Column, DbError, DbErrorKind, Executor, Param, Query, Row, TxMode,
     block_on_ready,
@@ -109,6 +111,11 @@ pub struct Statements {
     /// One row by message id. Parameter: message id. Returns the envelope columns followed by
     /// `state, leased (0/1), last_error, available_us`.
     pub get: String,
+    /// `SELECT` of the stored-message columns from the table aliased `o`; [`Statements::list`]
+    /// adds its filter.
+    list_select: String,
+    /// `true` when the row `o` is leased by a live claim.
+    leased: String,
     /// Revive every dead row.
     pub retry_dead_all: String,
     /// Revive one dead row. Parameter: message id.
@@ -142,6 +149,31 @@ impl Statements {
             all.push(format!("DROP FUNCTION IF EXISTS {}", claims.function));
         }
         all
+    }
+
+    /// Messages in sequence order, optionally only those in `status`. Parameters: the sequence
+    /// to list after (exclusive; 0 from the start), then the limit. Returns the columns of
+    /// `get`.
+    pub fn list(&self, status: Option<Status>) -> String {
+        let (live, leased) = (state::LIVE, &self.leased);
+        let filter = match status {
+            None => "TRUE".to_owned(),
+            Some(Status::Pending) => {
+                format!("o.state = {live} AND o.attempts = 0 AND NOT {leased}")
+            }
+            Some(Status::Claimed) => format!("o.state = {live} AND {leased}"),
+            Some(Status::Failed) => format!("o.state = {live} AND o.attempts > 0 AND NOT {leased}"),
+            Some(Status::Dead) => format!("o.state = {}", state::DEAD),
+            Some(Status::Published) => format!("o.state = {}", state::PUBLISHED),
+        };
+        let (after, limit) = match self.dialect {
+            Dialect::Postgres => ("$1", "$2"),
+            _ => ("?", "?"),
+        };
+        format!(
+            "{} WHERE o.id > {after} AND {filter} ORDER BY o.id LIMIT {limit}",
+            self.list_select
+        )
     }
 
     /// The quoted table name.

@@ -76,13 +76,14 @@ WHERE id = ? AND lease_token = ?"
         count(&format!("state = {dead}")),
         count(&format!("state = {published}")),
     );
-    let get = format!(
+    let stored = format!(
         "SELECT {}, CAST(state AS SIGNED) AS state, \
          CAST(CASE WHEN {leased} THEN 1 ELSE 0 END AS SIGNED) AS leased, last_error, \
-         {} AS available_us FROM {t} WHERE message_id = ?",
+         {} AS available_us FROM {t} o",
         envelope_columns(),
         micros("available_at")
     );
+    let get = format!("{stored} WHERE message_id = ?");
     let revive = format!(
         "UPDATE {t} SET state = {live}, attempts = 0, available_at = {NOW}, \
          lease_until = NULL, lease_token = NULL WHERE state = {dead}"
@@ -92,6 +93,8 @@ WHERE id = ? AND lease_token = ?"
         claims: None,
         dialect: Dialect::MySql,
         migrate: create.clone(),
+        list_select: stored,
+        leased,
         create,
         insert_one,
         insert_one_delayed,

@@ -118,13 +118,14 @@ FROM {t}",
         age = micros("now() - min(created_at) FILTER (WHERE state = 0)")
     );
 
-    let get = format!(
+    let stored = format!(
         "SELECT {cols}, o.state::bigint AS state, \
          (CASE WHEN {leased} THEN 1 ELSE 0 END)::bigint AS leased, o.last_error, \
-         {available} AS available_us FROM {t} o WHERE o.message_id = $1::uuid",
+         {available} AS available_us FROM {t} o",
         cols = envelope_select("o."),
         available = micros("o.available_at"),
     );
+    let get = format!("{stored} WHERE o.message_id = $1::uuid");
     let revive = format!(
         "UPDATE {t} SET state = {live}, attempts = 0, available_at = now(), \
          lease_until = NULL, lease_token = NULL WHERE state = {dead}"
@@ -140,6 +141,8 @@ FROM {t}",
         dialect: Dialect::Postgres,
         notify: false,
         migrate,
+        list_select: stored,
+        leased,
         create,
         insert_one,
         insert_one_delayed,

@@ -471,6 +471,17 @@ operations! {
         fetch(exec, &op.s, query).await?.into_iter().next().map(stored).transpose()
     }
 
+    /// Messages in sequence order after `after`, optionally of one status.
+    List { status: Option<Status>, after: i64, limit: usize } -> Vec<StoredMessage>;
+    mode(_op) TxMode::None;
+    run(op, exec) {
+        let sql = op.s.list(op.status);
+        let query = Query::new(&sql, columns::STORED)
+            .bind(Param::I64(op.after))
+            .bind(Param::I64(i64::try_from(op.limit).unwrap_or(i64::MAX)));
+        fetch(exec, &op.s, query).await?.into_iter().map(stored).collect()
+    }
+
     /// Revives one dead message, or all.
     RetryDead { id: Option<Uuid> } -> u64;
     mode(_op) TxMode::None;

@@ -115,10 +115,11 @@ WHERE id = ?4 AND lease_token = ?5"
     {now} - min(CASE WHEN state = {live} THEN created_at END) AS oldest_age_us
 FROM {t}"
     );
-    let get = format!(
+    let stored = format!(
         "SELECT {ENVELOPE_COLUMNS}, state, CASE WHEN {leased} THEN 1 ELSE 0 END AS leased, \
-         last_error, available_at AS available_us FROM {t} WHERE message_id = ?"
+         last_error, available_at AS available_us FROM {t} o"
     );
+    let get = format!("{stored} WHERE message_id = ?");
     let revive = format!(
         "UPDATE {t} SET state = {live}, attempts = 0, available_at = {now}, \
          lease_until = NULL, lease_token = NULL WHERE state = {dead}"
@@ -128,6 +129,8 @@ FROM {t}"
         claims: None,
         dialect: Dialect::Sqlite,
         migrate: create.clone(),
+        list_select: stored,
+        leased,
         create,
         insert_one,
         insert_one_delayed,

@@ -8,10 +8,11 @@ use uuid::Uuid;
 
 use super::Statements;
 use super::protocol::{
-    ClaimRows, FailRows, Get, Migrate, Operation, PurgePublished, RetryDead, Settle, SettleClaim,
-    SettleRows, Stats,
+    ClaimRows, FailRows, Get, List, Migrate, Operation, PurgePublished, RetryDead, Settle,
+    SettleClaim, SettleRows, Stats,
 };
 use crate::error::Result;
+use crate::status::Status;
 use crate::store::{
     Claim, Failure, Inspect, LeaseToken, OutboxStats, Settled, Settlement, Store, StoredMessage,
 };
@@ -187,6 +188,20 @@ impl<P: SqlPool> Inspect for SqlStore<P> {
 
     fn get(&self, id: Uuid) -> impl Future<Output = Result<Option<StoredMessage>>> + Send {
         self.pool.run(Get { s: self.s(), id })
+    }
+
+    fn list(
+        &self,
+        status: Option<Status>,
+        after: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredMessage>>> + Send {
+        self.pool.run(List {
+            s: self.s(),
+            status,
+            after,
+            limit,
+        })
     }
 
     fn retry_dead(&self, id: Option<Uuid>) -> impl Future<Output = Result<u64>> + Send {

@@ -936,3 +936,63 @@ pub async fn stalled_relay_stops_publishing_before_its_lease_ends<B: Backend>(ba
         "[{name}] key order"
     );
 }
+
+/// `list` pages through messages in sequence order, filtered by status.
+pub async fn list_pages_in_sequence_order_by_status<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let messages: Vec<Message> = (0..5).map(|n| msg("e", None, n)).collect();
+    let all: Vec<Uuid> = messages.iter().map(Message::id).collect();
+    commit_messages(&*backend, messages).await.unwrap();
+    let store = backend.store();
+    let claim = store.claim(2, LONG).await.unwrap();
+    assert_eq!(ids(&claim.messages), all[..2], "[{name}] claim");
+    let dead = Failure {
+        seq: claim.messages[0].seq,
+        error: "refused".into(),
+        retry_after: None,
+    };
+    assert_eq!(
+        store.fail(claim.token, &[dead]).await.unwrap(),
+        1,
+        "[{name}] fail"
+    );
+
+    let listed = |status, after, limit| {
+        let store = store.clone();
+        async move {
+            let page: Vec<_> = store.list(status, after, limit).await.unwrap();
+            page.iter().map(|m| m.envelope.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(None, 0, 10).await, all, "[{name}] everything");
+    assert_eq!(
+        listed(Some(Status::Dead), 0, 10).await,
+        all[..1],
+        "[{name}] dead"
+    );
+    assert_eq!(
+        listed(Some(Status::Claimed), 0, 10).await,
+        all[1..2],
+        "[{name}] claimed"
+    );
+    assert_eq!(
+        listed(Some(Status::Failed), 0, 10).await,
+        Vec::<Uuid>::new(),
+        "[{name}] failed"
+    );
+    assert_eq!(
+        listed(Some(Status::Pending), 0, 2).await,
+        all[2..4],
+        "[{name}] first page"
+    );
+    let page = store.list(Some(Status::Pending), 0, 2).await.unwrap();
+    let after = page.last().unwrap().envelope.seq;
+    assert_eq!(
+        listed(Some(Status::Pending), after, 2).await,
+        all[4..],
+        "[{name}] next page"
+    );
+    let dead = store.list(Some(Status::Dead), 0, 10).await.unwrap();
+    assert_eq!(dead[0].status, Status::Dead, "[{name}]");
+    assert_eq!(dead[0].last_error.as_deref(), Some("refused"), "[{name}]");
+}

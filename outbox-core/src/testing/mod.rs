@@ -124,6 +124,7 @@ macro_rules! conformance_suite {
             delayed_delivery_waits,
             dead_messages_can_be_retried,
             stalled_relay_stops_publishing_before_its_lease_ends,
+            list_pages_in_sequence_order_by_status,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
