@@ -105,6 +105,8 @@ pub struct Statements {
     /// The row-lease protocol (MySQL, SQLite): settlement of rows that carry their claim's
     /// lease.
     pub row_lease: Option<RowLeaseSql>,
+    /// The MySQL claim's steps.
+    pub mysql_claim: Option<MySqlClaimSql>,
     /// Counts by status. Returns `pending, claimed, failed, dead, published,
     /// oldest_age_us` (the last may be NULL).
     pub stats: String,
@@ -189,7 +191,10 @@ impl Statements {
     }
 
     /// Insert `n` messages in one statement (MySQL, SQLite): seven parameters per row, as for
-    /// `insert_one_delayed`. PostgreSQL uses [`Statements::insert_many_arrays`] instead.
+    /// `insert_one_delayed`; the protocol sends at most
+    /// [`rows_per_statement`](protocol::rows_per_statement) rows at a time (payloads are bytes,
+    /// which a JSON array would have to carry encoded). PostgreSQL uses
+    /// [`Statements::insert_many_arrays`] instead.
     pub fn insert_many(&self, n: usize) -> String {
         let t = self.quoted_table();
         let now = self.now();
@@ -240,53 +245,38 @@ impl Statements {
 
 /// Settlement statements of the row-lease protocol (MySQL, SQLite): a claimed row carries its
 /// claim's `lease_token`, and every statement changes only rows whose token still matches.
+///
+/// Each statement has a fixed number of parameters whatever the number of rows: the rows come
+/// as one JSON array (`JSON_TABLE` on MySQL, `json_each` on SQLite).
 #[derive(Debug, Clone)]
 pub struct RowLeaseSql {
-    /// Fail one row. Parameters: error, dead (0/1), retry delay in microseconds, id, token.
-    pub fail_one: String,
-    quoted_table: String,
-    now: &'static str,
-}
-
-impl RowLeaseSql {
-    fn new(quoted_table: String, now: &'static str, fail_one: String) -> Self {
-        Self {
-            fail_one,
-            quoted_table,
-            now,
-        }
-    }
-
-    /// Acknowledge rows by deleting them. Parameters: token, then `n` ids.
-    pub fn ack_delete(&self, n: usize) -> String {
-        format!("DELETE FROM {} WHERE {}", self.quoted_table, fenced_ids(n))
-    }
-
+    /// Acknowledge rows by deleting them. Parameters: the ids as a JSON array, then the token.
+    pub ack_delete: String,
     /// Acknowledge rows by keeping them as published (retention). Parameters as for
-    /// [`RowLeaseSql::ack_delete`].
-    pub fn ack_keep(&self, n: usize) -> String {
-        format!(
-            "UPDATE {} SET state = {}, published_at = {}, lease_until = NULL, \
-             lease_token = NULL WHERE {}",
-            self.quoted_table,
-            state::PUBLISHED,
-            self.now,
-            fenced_ids(n)
-        )
-    }
-
-    /// Release rows unchanged. Parameters as for [`RowLeaseSql::ack_delete`].
-    pub fn release(&self, n: usize) -> String {
-        format!(
-            "UPDATE {} SET lease_until = NULL, lease_token = NULL WHERE {}",
-            self.quoted_table,
-            fenced_ids(n)
-        )
-    }
+    /// `ack_delete`.
+    pub ack_keep: String,
+    /// Release rows unchanged. Parameters as for `ack_delete`.
+    pub release: String,
+    /// Fail rows. Parameters: a JSON array of `[id, retry delay in microseconds, dead (0/1),
+    /// error]` arrays, then the token.
+    pub fail: String,
 }
 
-fn fenced_ids(n: usize) -> String {
-    format!("lease_token = ? AND id IN ({})", question_marks(n))
+/// The MySQL claim's steps, which run as several statements in one transaction because MySQL
+/// has no `UPDATE ... RETURNING`. Lists of keys and ids are bound as one JSON array each.
+#[derive(Debug, Clone)]
+pub struct MySqlClaimSql {
+    /// Keys leased or waiting for a retry. No parameters; returns `partition_key`.
+    pub busy_keys: String,
+    /// The candidate window, locked with `SKIP LOCKED`. Parameters: the busy keys (JSON), the
+    /// limit. Returns the envelope columns.
+    pub window: String,
+    /// The first live row of each key that is not in the window. Parameters: the window's
+    /// keys (JSON), its highest id, its ids (JSON). Returns `partition_key, gap`.
+    pub gaps: String,
+    /// Lease the picked rows. Parameters: their ids (JSON), the lease in microseconds, the
+    /// token.
+    pub lease: String,
 }
 
 /// The claim's "due" condition, with `now` the database's clock expression.
@@ -301,22 +291,4 @@ fn fenced_ids(n: usize) -> String {
 /// keys waiting behind them.
 pub(crate) fn due(now: &str) -> String {
     format!("(available_at <= {now} OR (attempts = 0 AND available_at <= created_at))")
-}
-
-/// `?, ?, ?` with `n` marks.
-pub fn question_marks(n: usize) -> String {
-    let mut s = String::with_capacity(n * 3);
-    for i in 0..n {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        s.push('?');
-    }
-    s
-}
-
-/// SQL for the MySQL claim, which runs as several statements in one transaction because MySQL
-/// has no `UPDATE ... RETURNING`.
-pub mod mysql_claim {
-    pub use super::mysql::{claim_busy_keys, claim_gaps, claim_lease, claim_window};
 }

@@ -1,6 +1,6 @@
 //! MySQL and MariaDB statements. Timestamps are `DATETIME(6)` in UTC.
 
-use super::{Dialect, RowLeaseSql, Statements, TableName, question_marks, state};
+use super::{Dialect, MySqlClaimSql, RowLeaseSql, Statements, TableName, state};
 
 const NOW: &str = "UTC_TIMESTAMP(6)";
 
@@ -52,16 +52,7 @@ pub(super) fn statements(table: TableName) -> Statements {
         "INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, {NOW}, \
          TIMESTAMPADD(MICROSECOND, ?, {NOW}))"
     );
-    // MySQL applies single-table assignments left to right, so `available_at` sees the new
-    // `state`: each parameter is then bound once.
-    let fail_one = format!(
-        "UPDATE {t} SET attempts = attempts + 1, last_error = ?,
-    state = CASE WHEN ? = 1 THEN {dead} ELSE state END,
-    available_at = CASE WHEN state = {dead} THEN available_at
-                        ELSE TIMESTAMPADD(MICROSECOND, ?, {NOW}) END,
-    lease_until = NULL, lease_token = NULL
-WHERE id = ? AND lease_token = ?"
-    );
+    let row_lease = row_lease(&t);
     let leased = format!("(lease_token IS NOT NULL AND lease_until > {NOW})");
     let count = |cond: &str| {
         format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS SIGNED)")
@@ -99,7 +90,8 @@ WHERE id = ? AND lease_token = ?"
         insert_one,
         insert_one_delayed,
         claim: String::new(),
-        row_lease: Some(RowLeaseSql::new(t.clone(), NOW, fail_one)),
+        row_lease: Some(row_lease),
+        mysql_claim: Some(claim(&t)),
         stats,
         get,
         retry_dead_one: format!("{revive} AND message_id = ?"),
@@ -112,59 +104,76 @@ WHERE id = ? AND lease_token = ?"
     }
 }
 
-/// Keys leased or waiting for a retry. No parameters; returns one `partition_key`
-/// column.
-pub fn claim_busy_keys(s: &Statements) -> String {
-    let t = s.quoted_table();
+/// A JSON array parameter of ids, as a table with one column `id`.
+const IDS: &str = "JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$'))";
+
+/// A JSON array parameter of keys, as a table with one column `k` compared as the outbox's
+/// keys are (binary).
+const KEYS: &str = "JSON_TABLE(?, '$[*]' COLUMNS (\
+    k VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$'))";
+
+/// The outbox rows (`o`) whose ids a JSON array parameter lists (`j`), for a multi-table
+/// `UPDATE` or `DELETE`. The join order and the primary key are forced: on a small table the
+/// optimizer would rather scan it, and a locking scan waits for every row a producer has
+/// inserted and not yet committed.
+fn by_ids(t: &str) -> String {
+    format!("{IDS} AS j STRAIGHT_JOIN {t} o FORCE INDEX (PRIMARY) ON o.id = j.id")
+}
+
+fn row_lease(t: &str) -> RowLeaseSql {
+    let (dead, published) = (state::DEAD, state::PUBLISHED);
+    let by_ids = by_ids(t);
+    let fenced = |set: &str| format!("UPDATE {by_ids} SET {set} WHERE o.lease_token = ?");
+    RowLeaseSql {
+        ack_delete: format!("DELETE o FROM {by_ids} WHERE o.lease_token = ?"),
+        ack_keep: fenced(&format!(
+            "o.state = {published}, o.published_at = {NOW}, o.lease_until = NULL, \
+             o.lease_token = NULL"
+        )),
+        release: fenced("o.lease_until = NULL, o.lease_token = NULL"),
+        fail: format!(
+            "UPDATE JSON_TABLE(?, '$[*]' COLUMNS (
+        id BIGINT PATH '$[0]', delay BIGINT PATH '$[1]', dead INT PATH '$[2]',
+        err TEXT CHARACTER SET utf8mb4 PATH '$[3]')) AS f
+    STRAIGHT_JOIN {t} o FORCE INDEX (PRIMARY) ON o.id = f.id
+SET o.attempts = o.attempts + 1, o.last_error = f.err,
+    o.state = CASE WHEN f.dead = 1 THEN {dead} ELSE o.state END,
+    o.available_at = CASE WHEN f.dead = 1 THEN o.available_at
+                          ELSE TIMESTAMPADD(MICROSECOND, f.delay, {NOW}) END,
+    o.lease_until = NULL, o.lease_token = NULL
+WHERE o.lease_token = ?"
+        ),
+    }
+}
+
+fn claim(t: &str) -> MySqlClaimSql {
     let live = state::LIVE;
-    // MySQL has no per-key advisory lock that lasts until commit, so ids of one key can
-    // become visible out of order; a key with any row in flight is treated as busy.
-    format!(
-        "SELECT partition_key FROM {t} WHERE lease_until > {NOW} \
-           AND state = {live} AND partition_key IS NOT NULL
-         UNION
-         SELECT partition_key FROM {t} WHERE state = {live} AND attempts > 0 \
-           AND available_at > {NOW} AND partition_key IS NOT NULL"
-    )
-}
-
-/// The candidate window, locked with `SKIP LOCKED`. Parameters: the busy keys to exclude as a
-/// JSON array of strings (one parameter however many there are), then the limit. Returns the
-/// envelope columns.
-pub fn claim_window(s: &Statements) -> String {
-    let t = s.quoted_table();
-    let live = state::LIVE;
-    format!(
-        "SELECT {} FROM {t} WHERE state = {live} AND {due} \
-         AND (lease_until IS NULL OR lease_until <= {NOW}) \
-         AND (partition_key IS NULL OR partition_key NOT IN (\
-             SELECT k FROM JSON_TABLE(?, '$[*]' COLUMNS (\
-                 k VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$')) AS busy)) \
-         ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
-        envelope_columns(),
-        due = super::due(NOW),
-    )
-}
-
-/// The first live row of each key outside the window. Parameters: `keys` keys, the window's
-/// highest id, then `ids` window ids. Returns `partition_key, gap`.
-pub fn claim_gaps(s: &Statements, keys: usize, ids: usize) -> String {
-    let t = s.quoted_table();
-    format!(
-        "SELECT partition_key, MIN(id) AS gap FROM {t} WHERE state = {} AND partition_key IN ({}) \
-         AND id <= ? AND id NOT IN ({}) GROUP BY partition_key",
-        state::LIVE,
-        question_marks(keys),
-        question_marks(ids)
-    )
-}
-
-/// Lease the picked rows. Parameters: lease in microseconds, token, then `n` ids.
-pub fn claim_lease(s: &Statements, n: usize) -> String {
-    let t = s.quoted_table();
-    format!(
-        "UPDATE {t} SET lease_until = TIMESTAMPADD(MICROSECOND, ?, {NOW}), lease_token = ? \
-         WHERE id IN ({})",
-        question_marks(n)
-    )
+    let by_ids = by_ids(t);
+    MySqlClaimSql {
+        // MySQL has no per-key advisory lock that lasts until commit, so ids of one key can
+        // become visible out of order; a key with any row in flight is treated as busy.
+        busy_keys: format!(
+            "SELECT partition_key FROM {t} WHERE lease_until > {NOW} \
+               AND state = {live} AND partition_key IS NOT NULL
+             UNION
+             SELECT partition_key FROM {t} WHERE state = {live} AND attempts > 0 \
+               AND available_at > {NOW} AND partition_key IS NOT NULL"
+        ),
+        window: format!(
+            "SELECT {} FROM {t} WHERE state = {live} AND {due} \
+             AND (lease_until IS NULL OR lease_until <= {NOW}) \
+             AND (partition_key IS NULL OR partition_key NOT IN (SELECT k FROM {KEYS} AS busy)) \
+             ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
+            envelope_columns(),
+            due = super::due(NOW),
+        ),
+        gaps: format!(
+            "SELECT partition_key, MIN(id) AS gap FROM {t} \
+             WHERE state = {live} AND partition_key IN (SELECT k FROM {KEYS} AS w) \
+             AND id <= ? AND id NOT IN (SELECT id FROM {IDS} AS c) GROUP BY partition_key"
+        ),
+        lease: format!(
+            "UPDATE {by_ids} SET o.lease_until = TIMESTAMPADD(MICROSECOND, ?, {NOW}), o.lease_token = ?"
+        ),
+    }
 }

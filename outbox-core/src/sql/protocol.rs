@@ -92,7 +92,8 @@ pub mod columns {
 }
 
 /// The most rows one MySQL or SQLite statement carries: 7 parameters per inserted row stay
-/// under MySQL's 65,535 and SQLite's 32,766 placeholders.
+/// under MySQL's 65,535 and SQLite's 32,766 placeholders, and a JSON array of that many ids
+/// or failures stays far below MySQL's packet limit.
 pub const fn rows_per_statement(dialect: Dialect) -> usize {
     match dialect {
         Dialect::MySql => 8000,
@@ -393,7 +394,9 @@ fn row_lease_mode(s: &Statements, several: bool) -> TxMode {
 /// How many statements a row-lease settlement sends.
 fn row_lease_statements(s: &Statements, settlement: &Settlement) -> usize {
     let chunks = |n: usize| n.div_ceil(rows_per_statement(s.dialect));
-    chunks(settlement.published.len()) + settlement.failed.len() + chunks(settlement.released.len())
+    chunks(settlement.published.len())
+        + chunks(settlement.failed.len())
+        + chunks(settlement.released.len())
 }
 
 fn row_lease(s: &Statements) -> &RowLeaseSql {
@@ -449,7 +452,7 @@ operations! {
 
     /// Records failed attempts.
     FailRows { token: LeaseToken, failures: Vec<Failure> } -> u64;
-    mode(op) row_lease_mode(&op.s, op.failures.len() > 1);
+    mode(op) row_lease_mode(&op.s, op.failures.len() > rows_per_statement(op.s.dialect));
     run(op, exec) { fail_rows(exec, &op.s, op.token, &op.failures).await }
 
     /// Settles a whole claim.
@@ -528,7 +531,9 @@ async fn claim<E: Executor>(
 
 /// The MySQL claim: MySQL has no `UPDATE ... RETURNING`, so it reads the busy keys, locks a
 /// window of candidates with `SKIP LOCKED`, finds each key's gap, and leases what precedes
-/// the gaps, in one READ COMMITTED transaction.
+/// the gaps, in one READ COMMITTED transaction. Lists of keys and ids travel as one JSON
+/// parameter each: a list of `?`s would pass MySQL's 65,535 placeholders with that many busy
+/// keys, and give every claim a statement text of its own.
 async fn claim_mysql<E: Executor>(
     exec: &mut E,
     s: &Statements,
@@ -536,23 +541,24 @@ async fn claim_mysql<E: Executor>(
     lease: Duration,
     token: LeaseToken,
 ) -> Result<Vec<Envelope>> {
-    use super::mysql_claim;
-    use std::collections::{HashMap, HashSet};
+    use std::collections::{BTreeSet, HashMap};
 
-    let busy_sql = mysql_claim::claim_busy_keys(s);
-    let busy: Vec<String> = fetch(exec, s, Query::new(&busy_sql, columns::KEYS))
+    let sql = s
+        .mysql_claim
+        .as_ref()
+        .expect("MySQL statements always carry the MySQL claim");
+    let db = |e| Error::Database(Box::new(e));
+    let busy: Vec<String> = fetch(exec, s, Query::new(&sql.busy_keys, columns::KEYS))
         .await?
         .into_iter()
         .map(|mut row| row.text("partition_key"))
         .collect::<Result<_, _>>()
-        .map_err(|e| Error::Database(Box::new(e)))?;
-    // One parameter for any number of busy keys: a list of `?`s would pass MySQL's 65,535
-    // placeholders with that many keys in flight or retrying, and give every claim its own
-    // statement text.
-    let busy = serde_json::to_string(&busy).map_err(Error::database)?;
-    let window_sql = mysql_claim::claim_window(s);
-    let window = Query::new(&window_sql, columns::ENVELOPE).bind(Param::Text(Some(&busy)));
-    let mut candidates = envelopes(fetch(exec, s, window.bind(Param::I64(limit))).await?)?;
+        .map_err(db)?;
+    let busy = json(&busy)?;
+    let window = Query::new(&sql.window, columns::ENVELOPE)
+        .bind(Param::Text(Some(&busy)))
+        .bind(Param::I64(limit));
+    let mut candidates = envelopes(fetch(exec, s, window).await?)?;
     if candidates.is_empty() {
         return Ok(candidates);
     }
@@ -560,26 +566,19 @@ async fn claim_mysql<E: Executor>(
     // A key's rows in the window are claimable only up to the first older-or-interleaved live
     // row of that key that is not in the window (locked by another claimer, leased, waiting
     // for a retry, or delayed).
-    let keys: Vec<&str> = candidates
+    let keys: BTreeSet<&str> = candidates
         .iter()
         .filter_map(|e| e.partition_key.as_deref())
-        .collect::<HashSet<_>>()
-        .into_iter()
         .collect();
     let mut gaps: HashMap<String, i64> = HashMap::new();
     if !keys.is_empty() {
         let max_id = candidates.iter().map(|e| e.seq).max().unwrap_or(0);
-        let gaps_sql = mysql_claim::claim_gaps(s, keys.len(), candidates.len());
-        let mut query = Query::new(&gaps_sql, columns::GAPS);
-        for key in &keys {
-            query = query.bind(Param::Text(Some(key)));
-        }
-        query = query.bind(Param::I64(max_id));
-        for e in &candidates {
-            query = query.bind(Param::I64(e.seq));
-        }
+        let (keys, ids) = (json(&keys)?, json(&seqs(&candidates))?);
+        let query = Query::new(&sql.gaps, columns::GAPS)
+            .bind(Param::Text(Some(&keys)))
+            .bind(Param::I64(max_id))
+            .bind(Param::Text(Some(&ids)));
         for mut row in fetch(exec, s, query).await? {
-            let db = |e| Error::Database(Box::new(e));
             let key = row.text("partition_key").map_err(db)?;
             gaps.insert(key, row.int("gap").map_err(db)?);
         }
@@ -589,16 +588,23 @@ async fn claim_mysql<E: Executor>(
         None => true,
     });
     if !candidates.is_empty() {
-        let lease_sql = mysql_claim::claim_lease(s, candidates.len());
-        let mut query = Query::statement(&lease_sql)
+        let ids = json(&seqs(&candidates))?;
+        let query = Query::statement(&sql.lease)
+            .bind(Param::Text(Some(&ids)))
             .bind(Param::I64(micros(lease)))
             .bind(Param::I64(token.0));
-        for e in &candidates {
-            query = query.bind(Param::I64(e.seq));
-        }
         execute(exec, s, query).await?;
     }
     Ok(candidates)
+}
+
+fn seqs(envelopes: &[Envelope]) -> Vec<i64> {
+    envelopes.iter().map(|e| e.seq).collect()
+}
+
+/// A list as the JSON array parameter the MySQL and SQLite statements read.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(Error::database)
 }
 
 async fn settle_rows<E: Executor>(
@@ -627,17 +633,18 @@ async fn settle_rows<E: Executor>(
         ));
     }
     let rows = row_lease(s);
+    let sql = match kind {
+        Settle::AckDelete => &rows.ack_delete,
+        Settle::AckKeep => &rows.ack_keep,
+        Settle::Release => &rows.release,
+    };
     let mut changed = 0;
+    // Chunks bound the statement's size; its text is the same for every chunk.
     for chunk in seqs.chunks(rows_per_statement(s.dialect)) {
-        let sql = match kind {
-            Settle::AckDelete => rows.ack_delete(chunk.len()),
-            Settle::AckKeep => rows.ack_keep(chunk.len()),
-            Settle::Release => rows.release(chunk.len()),
-        };
-        let mut query = Query::statement(&sql).bind(Param::I64(token.0));
-        for seq in chunk {
-            query = query.bind(Param::I64(*seq));
-        }
+        let ids = json(chunk)?;
+        let query = Query::statement(sql)
+            .bind(Param::Text(Some(&ids)))
+            .bind(Param::I64(token.0));
         changed += execute(exec, s, query).await?;
     }
     Ok(changed)
@@ -693,14 +700,24 @@ async fn fail_rows<E: Executor>(
                 .map_err(|e| Error::Database(Box::new(e)))?,
         ));
     }
-    let fail_one = &row_lease(s).fail_one;
+    let fail = &row_lease(s).fail;
     let mut changed = 0;
-    for f in failures {
-        let query = Query::statement(fail_one)
-            .bind(Param::Text(Some(&f.error)))
-            .bind(Param::I64(i64::from(f.retry_after.is_none())))
-            .bind(Param::I64(f.retry_after.map_or(0, micros)))
-            .bind(Param::I64(f.seq))
+    for chunk in failures.chunks(rows_per_statement(s.dialect)) {
+        let rows: Vec<(i64, i64, i64, &str)> = chunk
+            .iter()
+            .map(|f| {
+                let delay = f.retry_after.map_or(0, micros);
+                (
+                    f.seq,
+                    delay,
+                    i64::from(f.retry_after.is_none()),
+                    f.error.as_str(),
+                )
+            })
+            .collect();
+        let rows = json(&rows)?;
+        let query = Query::statement(fail)
+            .bind(Param::Text(Some(&rows)))
             .bind(Param::I64(token.0));
         changed += execute(exec, s, query).await?;
     }

@@ -94,13 +94,25 @@ WHERE id IN (SELECT id FROM picked)
 RETURNING {ENVELOPE_COLUMNS}"
     );
 
-    let fail_one = format!(
-        "UPDATE {t} SET attempts = attempts + 1, last_error = ?1,
-    state = CASE WHEN ?2 = 1 THEN {dead} ELSE state END,
-    available_at = CASE WHEN ?2 = 1 THEN available_at ELSE {now} + ?3 END,
+    // The rows come as one JSON array (`json_each`), so every statement has two parameters.
+    let fenced = "id IN (SELECT value FROM json_each(?1)) AND lease_token = ?2";
+    let row_lease = RowLeaseSql {
+        ack_delete: format!("DELETE FROM {t} WHERE {fenced}"),
+        ack_keep: format!(
+            "UPDATE {t} SET state = {published}, published_at = {now}, lease_until = NULL, \
+             lease_token = NULL WHERE {fenced}"
+        ),
+        release: format!("UPDATE {t} SET lease_until = NULL, lease_token = NULL WHERE {fenced}"),
+        fail: format!(
+            "UPDATE {t} AS o SET attempts = o.attempts + 1, last_error = f.value ->> '$[3]',
+    state = CASE WHEN f.value ->> '$[2]' = 1 THEN {dead} ELSE o.state END,
+    available_at = CASE WHEN f.value ->> '$[2]' = 1 THEN o.available_at
+                        ELSE {now} + (f.value ->> '$[1]') END,
     lease_until = NULL, lease_token = NULL
-WHERE id = ?4 AND lease_token = ?5"
-    );
+FROM json_each(?1) AS f
+WHERE o.id = f.value ->> '$[0]' AND o.lease_token = ?2"
+        ),
+    };
 
     let leased = format!("(lease_token IS NOT NULL AND lease_until > {now})");
     let stats = format!(
@@ -135,7 +147,8 @@ FROM {t}"
         insert_one,
         insert_one_delayed,
         claim,
-        row_lease: Some(RowLeaseSql::new(t.clone(), now, fail_one)),
+        row_lease: Some(row_lease),
+        mysql_claim: None,
         stats,
         get,
         retry_dead_one: format!("{revive} AND message_id = ?"),
