@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use outbox_core::sql::{Cell, CellType, DbError, Dialect, Param, Query, Row, Statements};
+use outbox_core::sql::{Cell, CellType, DbError, Dialect, Param, Query, Rows, Statements};
 
 mod sealed {
     pub trait Sealed {}
@@ -24,7 +24,7 @@ pub trait OutboxDatabase: sqlx::Database + sealed::Sealed {
     fn fetch(
         conn: &mut Self::Connection,
         query: &Query<'_>,
-    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send;
+    ) -> impl Future<Output = Result<Rows, DbError>> + Send;
 
     #[doc(hidden)]
     fn execute(
@@ -80,9 +80,10 @@ macro_rules! database {
             fn decode(
                 rows: &[<$db as sqlx::Database>::Row],
                 query: &Query<'_>,
-            ) -> Result<Vec<Row>, sqlx::Error> {
+            ) -> Result<Rows, sqlx::Error> {
+                let mut out = Rows::with_capacity(query.columns, rows.len());
                 let Some(first) = rows.first() else {
-                    return Ok(Vec::new());
+                    return Ok(out);
                 };
                 // Every row of a result has the same columns: find them by name once.
                 let ordinals = query
@@ -98,24 +99,19 @@ macro_rules! database {
                             .ok_or_else(|| sqlx::Error::ColumnNotFound(c.name.to_owned()))
                     })
                     .collect::<Result<Vec<usize>, _>>()?;
-                rows.iter()
-                    .map(|row| {
-                        let mut cells = Vec::with_capacity(ordinals.len());
-                        for (column, &i) in query.columns.iter().zip(&ordinals) {
-                            let cell = match column.ty {
-                                CellType::Int => row.try_get::<Option<i64>, _>(i)?.map(Cell::Int),
-                                CellType::Text => {
-                                    row.try_get::<Option<String>, _>(i)?.map(Cell::Text)
-                                }
-                                CellType::Bytes => {
-                                    row.try_get::<Option<Vec<u8>>, _>(i)?.map(Cell::Bytes)
-                                }
-                            };
-                            cells.push(cell.unwrap_or(Cell::Null));
-                        }
-                        Row::new(query.columns, cells).map_err(|e| sqlx::Error::Decode(e.into()))
-                    })
-                    .collect()
+                for row in rows {
+                    for (column, &i) in query.columns.iter().zip(&ordinals) {
+                        let cell = match column.ty {
+                            CellType::Int => row.try_get::<Option<i64>, _>(i)?.map(Cell::Int),
+                            CellType::Text => row.try_get::<Option<String>, _>(i)?.map(Cell::Text),
+                            CellType::Bytes => {
+                                row.try_get::<Option<Vec<u8>>, _>(i)?.map(Cell::Bytes)
+                            }
+                        };
+                        out.push(cell.unwrap_or(Cell::Null));
+                    }
+                }
+                Ok(out)
             }
 
             impl OutboxDatabase for $db {
@@ -125,7 +121,7 @@ macro_rules! database {
                     &DEFAULT
                 }
 
-                async fn fetch(conn: &mut $conn, query: &Query<'_>) -> Result<Vec<Row>, DbError> {
+                async fn fetch(conn: &mut $conn, query: &Query<'_>) -> Result<Rows, DbError> {
                     let args = arguments(query)?;
                     let rows = sqlx::query_with(sqlx::AssertSqlSafe(query.sql), args)
                         .fetch_all(&mut *conn)

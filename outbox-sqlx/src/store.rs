@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use outbox_core::sql::{DbError, Executor, Operation, Query, Row, SqlPool, SqlStore};
+use outbox_core::sql::{DbError, Executor, Operation, Query, Rows, SqlPool, SqlStore};
 use outbox_core::{
     Claim, Failure, Inspect, LeaseToken, OutboxStats, Result, Settled, Settlement, Status, Store,
     StoredMessage, Uuid,
@@ -18,10 +18,7 @@ use crate::outbox::Outbox;
 pub(crate) struct SqlxExecutor<'c, DB: OutboxDatabase>(pub(crate) &'c mut DB::Connection);
 
 impl<DB: OutboxDatabase> Executor for SqlxExecutor<'_, DB> {
-    fn fetch(
-        &mut self,
-        query: &Query<'_>,
-    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send {
+    fn fetch(&mut self, query: &Query<'_>) -> impl Future<Output = Result<Rows, DbError>> + Send {
         DB::fetch(self.0, query)
     }
 

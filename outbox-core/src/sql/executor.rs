@@ -79,9 +79,10 @@ impl Column {
 }
 
 /// One value read from a result row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Cell {
     /// SQL `NULL`.
+    #[default]
     Null,
     /// An integer.
     Int(i64),
@@ -91,45 +92,92 @@ pub enum Cell {
     Bytes(Vec<u8>),
 }
 
-/// One result row: a cell per column of the statement's [`Query::columns`], in that order.
+/// The rows a statement returned: a cell per column of its [`Query::columns`], row after row,
+/// in one buffer (one allocation per result, not per row).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
+pub struct Rows {
     columns: &'static [Column],
     cells: Vec<Cell>,
-    /// Where the next lookup starts: the protocol reads columns in their declared order.
-    next: usize,
 }
 
-impl Row {
-    /// A row of `cells`, one per entry of `columns`, in the same order.
-    ///
-    /// # Errors
-    ///
-    /// A [`DbError`] when the number of cells is not the number of columns.
-    pub fn new(columns: &'static [Column], cells: Vec<Cell>) -> Result<Self, DbError> {
-        if cells.len() != columns.len() {
+impl Rows {
+    /// An empty result with `columns`.
+    pub fn new(columns: &'static [Column]) -> Self {
+        Self::with_capacity(columns, 0)
+    }
+
+    /// An empty result with room for `rows` rows.
+    pub fn with_capacity(columns: &'static [Column], rows: usize) -> Self {
+        Self {
+            columns,
+            cells: Vec::with_capacity(rows * columns.len()),
+        }
+    }
+
+    /// Appends the next cell: the rows' cells go in row order, and within a row in the order
+    /// of the columns.
+    pub fn push(&mut self, cell: Cell) {
+        self.cells.push(cell);
+    }
+
+    /// The columns.
+    pub fn columns(&self) -> &'static [Column] {
+        self.columns
+    }
+
+    /// How many whole rows there are.
+    pub fn len(&self) -> usize {
+        self.cells
+            .len()
+            .checked_div(self.columns.len())
+            .unwrap_or(0)
+    }
+
+    /// Whether there is no row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows, to read cells from.
+    pub(crate) fn rows(&mut self) -> Result<impl Iterator<Item = Row<'_>>, DbError> {
+        let n = self.columns.len();
+        if n == 0 || !self.cells.len().is_multiple_of(n) {
             return Err(DbError::decode(format!(
-                "the driver returned {} cells for {} columns",
-                cells.len(),
-                columns.len()
+                "the driver returned {} cells for rows of {n} columns",
+                self.cells.len()
             )));
         }
-        Ok(Self {
+        let columns = self.columns;
+        Ok(self.cells.chunks_exact_mut(n).map(move |cells| Row {
             columns,
             cells,
             next: 0,
-        })
+        }))
     }
+}
 
+/// One result row, read by column name.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Row<'a> {
+    columns: &'static [Column],
+    cells: &'a mut [Cell],
+    /// Where the next lookup looks first: the protocol reads columns in their declared order.
+    next: usize,
+}
+
+impl Row<'_> {
     /// Takes the cell of column `name` out of the row, leaving `NULL` behind.
     pub(crate) fn take(&mut self, name: &str) -> Result<Cell, DbError> {
-        let n = self.columns.len();
-        let index = (0..n)
-            .map(|i| (self.next + i) % n)
-            .find(|&i| self.columns[i].name == name)
-            .ok_or_else(|| DbError::decode(format!("no column named {name:?}")))?;
+        let index = match self.columns.get(self.next) {
+            Some(c) if c.name == name => self.next,
+            _ => self
+                .columns
+                .iter()
+                .position(|c| c.name == name)
+                .ok_or_else(|| DbError::decode(format!("no column named {name:?}")))?,
+        };
         self.next = index + 1;
-        Ok(std::mem::replace(&mut self.cells[index], Cell::Null))
+        Ok(std::mem::take(&mut self.cells[index]))
     }
 
     pub(crate) fn int(&mut self, name: &str) -> Result<i64, DbError> {
@@ -223,20 +271,14 @@ impl<'a> Query<'a> {
 pub trait Executor: Send {
     /// Runs `query` and returns its rows, each with a cell per column of `query.columns`, read
     /// by the column's name and as the column's [`CellType`].
-    fn fetch(
-        &mut self,
-        query: &Query<'_>,
-    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send;
+    fn fetch(&mut self, query: &Query<'_>) -> impl Future<Output = Result<Rows, DbError>> + Send;
 
     /// Runs `query` and returns how many rows it changed.
     fn execute(&mut self, query: &Query<'_>) -> impl Future<Output = Result<u64, DbError>> + Send;
 }
 
 impl<E: Executor + ?Sized> Executor for &mut E {
-    fn fetch(
-        &mut self,
-        query: &Query<'_>,
-    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send {
+    fn fetch(&mut self, query: &Query<'_>) -> impl Future<Output = Result<Rows, DbError>> + Send {
         (**self).fetch(query)
     }
 
@@ -533,15 +575,23 @@ mod tests {
             Column::new("seq", CellType::Int),
             Column::nullable("key", CellType::Text),
         ];
-        let mut row = Row::new(COLS, vec![Cell::Int(7), Cell::Null]).unwrap();
+        let mut rows = Rows::with_capacity(COLS, 2);
+        for cell in [Cell::Int(7), Cell::Null, Cell::Text("x".into()), Cell::Null] {
+            rows.push(cell);
+        }
+        assert_eq!(rows.len(), 2);
+        let mut iter = rows.rows().unwrap();
+        let mut row = iter.next().unwrap();
         assert_eq!(row.opt_text("key").unwrap(), None);
         assert_eq!(row.int("seq").unwrap(), 7);
         assert!(row.int("missing").is_err());
-        let mut row = Row::new(COLS, vec![Cell::Text("x".into()), Cell::Null]).unwrap();
+        let mut row = iter.next().unwrap();
         let err = row.int("seq").unwrap_err();
         assert_eq!(err.kind(), DbErrorKind::Decode);
         assert!(err.to_string().contains("\"seq\" holds text"), "{err}");
-        assert!(Row::new(COLS, vec![]).is_err());
+        drop(iter);
+        rows.push(Cell::Int(1));
+        assert!(rows.rows().is_err(), "half a row is refused");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::fmt;
 use crate::status::Status;
 
 pub use self::executor::{
-    Cell, CellType, Column, DbError, DbErrorKind, Executor, Param, Query, Row, TxMode,
+    Cell, CellType, Column, DbError, DbErrorKind, Executor, Param, Query, Row, Rows, TxMode,
     block_on_ready,
 };
 pub use self::postgres_claims::ClaimsSql;

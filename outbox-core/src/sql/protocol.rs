@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
 use super::executor::{
-    CellType, Column, DbError, DbErrorKind, Executor, Param, Query, Row, TxMode,
+    CellType, Column, DbError, DbErrorKind, Executor, Param, Query, Row, Rows, TxMode,
 };
 use super::{Dialect, RowLeaseSql, Statements, state};
 use crate::error::{Error, Result};
@@ -112,16 +112,28 @@ pub fn map_error(s: &Statements, err: DbError) -> Error {
     Error::Database(Box::new(err))
 }
 
-async fn fetch<E: Executor>(exec: &mut E, s: &Statements, query: Query<'_>) -> Result<Vec<Row>> {
+async fn fetch<E: Executor>(exec: &mut E, s: &Statements, query: Query<'_>) -> Result<Rows> {
     exec.fetch(&query).await.map_err(|e| map_error(s, e))
 }
 
-async fn fetch_one<E: Executor>(exec: &mut E, s: &Statements, query: Query<'_>) -> Result<Row> {
-    fetch(exec, s, query)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Database(Box::new(DbError::decode("the statement returned no row"))))
+fn db(err: DbError) -> Error {
+    Error::Database(Box::new(err))
+}
+
+/// Decodes each row of `rows` with `decode`.
+fn decode_all<T>(rows: &mut Rows, decode: impl FnMut(Row<'_>) -> Result<T>) -> Result<Vec<T>> {
+    rows.rows().map_err(db)?.map(decode).collect()
+}
+
+/// The `changed` count a claims-table statement returns.
+fn changed(rows: Rows) -> Result<u64> {
+    decode_one(rows, |mut row| Ok(count(row.int("changed").map_err(db)?)))
+}
+
+/// Decodes the one row a statement returns.
+fn decode_one<T>(mut rows: Rows, decode: impl FnOnce(Row<'_>) -> Result<T>) -> Result<T> {
+    let row = rows.rows().map_err(db)?.next();
+    decode(row.ok_or_else(|| db(DbError::decode("the statement returned no row")))?)
 }
 
 async fn execute<E: Executor>(exec: &mut E, s: &Statements, query: Query<'_>) -> Result<u64> {
@@ -151,8 +163,8 @@ fn corrupt(seq: i64) -> impl Fn(DbError) -> Error {
     }
 }
 
-fn envelope(row: &mut Row) -> Result<Envelope> {
-    let seq = row.int("seq").map_err(|e| Error::Database(Box::new(e)))?;
+fn envelope(row: &mut Row<'_>) -> Result<Envelope> {
+    let seq = row.int("seq").map_err(db)?;
     let bad = corrupt(seq);
     // Read in the columns' declared order, which is where each lookup looks first.
     let id = row.text("message_id").map_err(&bad)?;
@@ -178,11 +190,11 @@ fn envelope(row: &mut Row) -> Result<Envelope> {
     })
 }
 
-fn envelopes(rows: Vec<Row>) -> Result<Vec<Envelope>> {
-    rows.into_iter().map(|mut row| envelope(&mut row)).collect()
+fn envelopes(mut rows: Rows) -> Result<Vec<Envelope>> {
+    decode_all(&mut rows, |mut row| envelope(&mut row))
 }
 
-fn stored(mut row: Row) -> Result<StoredMessage> {
+fn stored(mut row: Row<'_>) -> Result<StoredMessage> {
     let envelope = envelope(&mut row)?;
     let bad = corrupt(envelope.seq);
     let state = row.int("state").map_err(&bad)?;
@@ -202,8 +214,7 @@ fn stored(mut row: Row) -> Result<StoredMessage> {
     })
 }
 
-fn stats(mut row: Row) -> Result<OutboxStats> {
-    let db = |e| Error::Database(Box::new(e));
+fn stats(mut row: Row<'_>) -> Result<OutboxStats> {
     Ok(OutboxStats {
         pending: count(row.int("pending").map_err(db)?),
         claimed: count(row.int("claimed").map_err(db)?),
@@ -463,7 +474,7 @@ operations! {
     /// Counts by status.
     Stats {} -> OutboxStats;
     mode(_op) TxMode::None;
-    run(op, exec) { stats(fetch_one(exec, &op.s, Query::new(&op.s.stats, columns::STATS)).await?) }
+    run(op, exec) { decode_one(fetch(exec, &op.s, Query::new(&op.s.stats, columns::STATS)).await?, stats) }
 
     /// One message by id.
     Get { id: Uuid } -> Option<StoredMessage>;
@@ -471,7 +482,8 @@ operations! {
     run(op, exec) {
         let id = id_text(op.id);
         let query = Query::new(&op.s.get, columns::STORED).bind(Param::Text(Some(&id)));
-        fetch(exec, &op.s, query).await?.into_iter().next().map(stored).transpose()
+        let mut rows = fetch(exec, &op.s, query).await?;
+        rows.rows().map_err(db)?.next().map(stored).transpose()
     }
 
     /// Messages in sequence order after `after`, optionally of one status.
@@ -482,7 +494,7 @@ operations! {
         let query = Query::new(&sql, columns::STORED)
             .bind(Param::I64(op.after))
             .bind(Param::I64(i64::try_from(op.limit).unwrap_or(i64::MAX)));
-        fetch(exec, &op.s, query).await?.into_iter().map(stored).collect()
+        decode_all(&mut fetch(exec, &op.s, query).await?, stored)
     }
 
     /// Revives one dead message, or all.
@@ -547,13 +559,8 @@ async fn claim_mysql<E: Executor>(
         .mysql_claim
         .as_ref()
         .expect("MySQL statements always carry the MySQL claim");
-    let db = |e| Error::Database(Box::new(e));
-    let busy: Vec<String> = fetch(exec, s, Query::new(&sql.busy_keys, columns::KEYS))
-        .await?
-        .into_iter()
-        .map(|mut row| row.text("partition_key"))
-        .collect::<Result<_, _>>()
-        .map_err(db)?;
+    let mut busy = fetch(exec, s, Query::new(&sql.busy_keys, columns::KEYS)).await?;
+    let busy = decode_all(&mut busy, |mut row| row.text("partition_key").map_err(db))?;
     let busy = json(&busy)?;
     let window = Query::new(&sql.window, columns::ENVELOPE)
         .bind(Param::Text(Some(&busy)))
@@ -578,7 +585,8 @@ async fn claim_mysql<E: Executor>(
             .bind(Param::Text(Some(&keys)))
             .bind(Param::I64(max_id))
             .bind(Param::Text(Some(&ids)));
-        for mut row in fetch(exec, s, query).await? {
+        let mut rows = fetch(exec, s, query).await?;
+        for mut row in rows.rows().map_err(db)? {
             let key = row.text("partition_key").map_err(db)?;
             gaps.insert(key, row.int("gap").map_err(db)?);
         }
@@ -626,11 +634,7 @@ async fn settle_rows<E: Executor>(
         let query = Query::new(sql, columns::CHANGED)
             .bind(Param::I64Array(seqs))
             .bind(Param::I64(token.0));
-        let mut row = fetch_one(exec, s, query).await?;
-        return Ok(count(
-            row.int("changed")
-                .map_err(|e| Error::Database(Box::new(e)))?,
-        ));
+        return changed(fetch(exec, s, query).await?);
     }
     let rows = row_lease(s);
     let sql = match kind {
@@ -694,11 +698,7 @@ async fn fail_rows<E: Executor>(
         let query = arrays
             .bind(Query::new(&claims.fail, columns::CHANGED))
             .bind(Param::I64(token.0));
-        let mut row = fetch_one(exec, s, query).await?;
-        return Ok(count(
-            row.int("changed")
-                .map_err(|e| Error::Database(Box::new(e)))?,
-        ));
+        return changed(fetch(exec, s, query).await?);
     }
     let fail = &row_lease(s).fail;
     let mut changed = 0;
@@ -744,12 +744,12 @@ async fn settle_claim<E: Executor>(
         let query = arrays
             .bind(query)
             .bind(Param::I64Array(&settlement.released));
-        let mut row = fetch_one(exec, s, query).await?;
-        let db = |e| Error::Database(Box::new(e));
-        return Ok(Settled {
-            published: count(row.int("published").map_err(db)?),
-            failed: count(row.int("failed").map_err(db)?),
-            released: count(row.int("released").map_err(db)?),
+        return decode_one(fetch(exec, s, query).await?, |mut row| {
+            Ok(Settled {
+                published: count(row.int("published").map_err(db)?),
+                failed: count(row.int("failed").map_err(db)?),
+                released: count(row.int("released").map_err(db)?),
+            })
         });
     }
     Ok(Settled {
