@@ -99,14 +99,27 @@ macro_rules! database {
                             .ok_or_else(|| sqlx::Error::ColumnNotFound(c.name.to_owned()))
                     })
                     .collect::<Result<Vec<usize>, _>>()?;
-                for row in rows {
+                // Every row of a result has the same column types too: the first row's cells
+                // are decoded with the type check, the rest without it.
+                for (n, row) in rows.iter().enumerate() {
                     for (column, &i) in query.columns.iter().zip(&ordinals) {
-                        let cell = match column.ty {
-                            CellType::Int => row.try_get::<Option<i64>, _>(i)?.map(Cell::Int),
-                            CellType::Text => row.try_get::<Option<String>, _>(i)?.map(Cell::Text),
-                            CellType::Bytes => {
+                        let cell = match (column.ty, n) {
+                            (CellType::Int, 0) => row.try_get::<Option<i64>, _>(i)?.map(Cell::Int),
+                            (CellType::Int, _) => {
+                                row.try_get_unchecked::<Option<i64>, _>(i)?.map(Cell::Int)
+                            }
+                            (CellType::Text, 0) => {
+                                row.try_get::<Option<String>, _>(i)?.map(Cell::Text)
+                            }
+                            (CellType::Text, _) => row
+                                .try_get_unchecked::<Option<String>, _>(i)?
+                                .map(Cell::Text),
+                            (CellType::Bytes, 0) => {
                                 row.try_get::<Option<Vec<u8>>, _>(i)?.map(Cell::Bytes)
                             }
+                            (CellType::Bytes, _) => row
+                                .try_get_unchecked::<Option<Vec<u8>>, _>(i)?
+                                .map(Cell::Bytes),
                         };
                         out.push(cell.unwrap_or(Cell::Null));
                     }

@@ -45,3 +45,6 @@ async fn backend() -> SqlxBackend<MySql> {
 outbox_core::conformance_suite!(backend());
 
 outbox_core::adapter_suite!(backend());
+
+// sqlx against itself until a second adapter exists; each new adapter adds its pair here.
+outbox_core::interop_suite!(async { (backend().await, backend().await) });

@@ -50,6 +50,9 @@ outbox_core::conformance_suite!(backend());
 
 outbox_core::adapter_suite!(backend());
 
+// sqlx against itself until a second adapter exists; each new adapter adds its pair here.
+outbox_core::interop_suite!(async { (backend().await, backend().await) });
+
 /// A relay whose poll interval is far away is woken by a commit from another connection (as
 /// from another process) through LISTEN/NOTIFY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,3 +37,13 @@ async fn backend() -> SqlxBackend<Sqlite> {
 outbox_core::conformance_suite!(backend());
 
 outbox_core::adapter_suite!(backend());
+
+// sqlx against itself until a second adapter exists; each new adapter adds its pair here.
+outbox_core::interop_suite!(async {
+    let pool = pool().await;
+    let visibility = outbox_core::testing::Visibility::InOrder;
+    (
+        SqlxBackend::new("sqlite", pool.clone(), visibility).await,
+        SqlxBackend::new("sqlite", pool, visibility).await,
+    )
+});

@@ -168,8 +168,10 @@ pub struct Row<'a> {
 impl Row<'_> {
     /// Takes the cell of column `name` out of the row, leaving `NULL` behind.
     pub(crate) fn take(&mut self, name: &str) -> Result<Cell, DbError> {
+        // The protocol names columns with the same literals the column lists use, so the
+        // expected position usually matches by address.
         let index = match self.columns.get(self.next) {
-            Some(c) if c.name == name => self.next,
+            Some(c) if std::ptr::eq(c.name, name) || c.name == name => self.next,
             _ => self
                 .columns
                 .iter()

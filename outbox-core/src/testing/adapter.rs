@@ -482,6 +482,102 @@ pub async fn more_busy_keys_than_placeholders_still_claim<B: SqlBackend>(backend
     assert_eq!(claimed, vec![id], "[{name}] only the free key is claimable");
 }
 
+/// Rows that one adapter writes are claimed and settled by another adapter's store on the same
+/// table, and the other way round: the adapters share one protocol, so they share a table.
+/// `writer` is migrated; `reader` is pointed at its table.
+pub async fn rows_cross_between_adapters<A: SqlBackend, B: SqlBackend>(
+    writer: Shared<A>,
+    reader: Shared<B>,
+) {
+    let table = writer.statements().table.to_string();
+    let reader = reader
+        .with_table(&table, crate::DEFAULT_MAX_PAYLOAD_BYTES)
+        .unwrap();
+    let name = format!("{} -> {}", writer.name(), reader.name());
+    let written: Vec<Message> = (0..3).map(|n| keyed(n, "k")).collect();
+    let ids: Vec<_> = written.iter().map(Message::id).collect();
+    commit_messages(&*writer, written).await.unwrap();
+
+    let store = reader.store();
+    let claim = store.claim(10, LEASE).await.unwrap();
+    let claimed: Vec<_> = claim.messages.iter().map(|m| m.id).collect();
+    assert_eq!(
+        claimed, ids,
+        "[{name}] the reader claims the writer's rows in order"
+    );
+    let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
+    let settlement = Settlement {
+        published: vec![seqs[0]],
+        failed: vec![Failure {
+            seq: seqs[1],
+            error: "later".into(),
+            retry_after: Some(Duration::ZERO),
+        }],
+        released: vec![seqs[2]],
+    };
+    let settled = store.settle(claim.token, &settlement).await.unwrap();
+    assert_eq!(
+        (settled.published, settled.failed, settled.released),
+        (1, 1, 1),
+        "[{name}] the reader settles the writer's rows"
+    );
+
+    let more: Vec<Message> = (3..5).map(|n| keyed(n, "k")).collect();
+    let more_ids: Vec<_> = more.iter().map(Message::id).collect();
+    commit_messages(&reader, more).await.unwrap();
+    let store = writer.store();
+    let claim = store.claim(10, LEASE).await.unwrap();
+    let claimed: Vec<_> = claim.messages.iter().map(|m| m.id).collect();
+    let expected = [&ids[1..], &more_ids[..]].concat();
+    assert_eq!(
+        claimed, expected,
+        "[{name}] the writer claims both adapters' rows in order"
+    );
+    assert_eq!(
+        claim.messages[0].attempts, 1,
+        "[{name}] the reader's failure counted"
+    );
+    let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        store.ack(claim.token, &seqs).await.unwrap(),
+        4,
+        "[{name}] ack"
+    );
+    let (w, r) = (
+        store.stats().await.unwrap(),
+        reader.store().stats().await.unwrap(),
+    );
+    assert_eq!(
+        (w.unpublished(), r.unpublished()),
+        (0, 0),
+        "[{name}] {w:?} {r:?}"
+    );
+}
+
+/// Expands to one `#[tokio::test]` running [`rows_cross_between_adapters`] both ways between
+/// two adapters' backends. `$pair` is an expression giving a future of `(A, B)`: two
+/// [`SqlBackend`]s on the same database (for SQLite, the same file).
+#[macro_export]
+macro_rules! interop_suite {
+    ($pair:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn rows_cross_between_adapters() {
+            let (a, b) = $pair.await;
+            $crate::testing::rows_cross_between_adapters(
+                ::std::sync::Arc::new(a),
+                ::std::sync::Arc::new(b),
+            )
+            .await;
+            let (a, b) = $pair.await;
+            $crate::testing::rows_cross_between_adapters(
+                ::std::sync::Arc::new(b),
+                ::std::sync::Arc::new(a),
+            )
+            .await;
+        }
+    };
+}
+
 /// Expands to one `#[tokio::test]` per adapter case, each on a fresh [`SqlBackend`] built by
 /// `$make` (an expression producing a future of one).
 #[macro_export]
