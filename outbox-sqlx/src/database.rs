@@ -2,9 +2,8 @@
 //! cells. Everything else is the core's protocol.
 
 use std::future::Future;
-use std::sync::Arc;
 
-use outbox_core::sql::{Cell, CellType, DbError, Dialect, Param, Query, Rows, Statements};
+use outbox_core::sql::{Cell, CellType, DbError, Dialect, Param, Query, Rows};
 
 mod sealed {
     pub trait Sealed {}
@@ -16,9 +15,6 @@ mod sealed {
 pub trait OutboxDatabase: sqlx::Database + sealed::Sealed {
     /// The SQL dialect.
     const DIALECT: Dialect;
-
-    #[doc(hidden)]
-    fn default_statements() -> &'static Arc<Statements>;
 
     #[doc(hidden)]
     fn fetch(
@@ -47,13 +43,6 @@ macro_rules! database {
         #[cfg(feature = $feature)]
         const _: () = {
             use sqlx::{Arguments, Row as _};
-
-            static DEFAULT: std::sync::LazyLock<Arc<Statements>> = std::sync::LazyLock::new(|| {
-                Arc::new(Statements::new(
-                    $dialect,
-                    outbox_core::sql::TableName::default(),
-                ))
-            });
 
             impl sealed::Sealed for $db {}
 
@@ -129,10 +118,6 @@ macro_rules! database {
 
             impl OutboxDatabase for $db {
                 const DIALECT: Dialect = $dialect;
-
-                fn default_statements() -> &'static Arc<Statements> {
-                    &DEFAULT
-                }
 
                 async fn fetch(conn: &mut $conn, query: &Query<'_>) -> Result<Rows, DbError> {
                     let args = arguments(query)?;

@@ -60,7 +60,7 @@ impl<DB: OutboxDatabase> Outbox<DB> {
     /// The default table, `outbox`.
     pub fn new() -> Self {
         Self {
-            statements: Arc::clone(DB::default_statements()),
+            statements: Statements::default_for(DB::DIALECT),
             max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
             _db: PhantomData,
         }
@@ -156,7 +156,7 @@ impl<DB: OutboxDatabase> Outbox<DB> {
 
     /// A relay store reading this outbox through `pool`.
     pub fn store(&self, pool: Pool<DB>) -> SqlxStore<DB> {
-        SqlxStore::with_parts(pool, self.clone())
+        SqlxStore::with_statements(pool, Arc::clone(&self.statements))
     }
 
     /// The LISTEN/NOTIFY channel enqueues signal, if enabled.
@@ -164,10 +164,6 @@ impl<DB: OutboxDatabase> Outbox<DB> {
         self.statements
             .notify
             .then(|| self.statements.notify_channel())
-    }
-
-    pub(crate) fn shared_statements(&self) -> &Arc<Statements> {
-        &self.statements
     }
 }
 

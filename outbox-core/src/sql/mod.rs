@@ -23,6 +23,7 @@ mod store;
 mod table;
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use crate::status::Status;
 
@@ -134,6 +135,20 @@ impl Statements {
             Dialect::MySql => mysql::statements(table),
             Dialect::Sqlite => sqlite::statements(table),
         }
+    }
+
+    /// The statements for the default table, `outbox`, on `dialect`, built once per process.
+    pub fn default_for(dialect: Dialect) -> Arc<Statements> {
+        static DEFAULTS: [OnceLock<Arc<Statements>>; 3] =
+            [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        let slot = match dialect {
+            Dialect::Postgres => 0,
+            Dialect::MySql => 1,
+            Dialect::Sqlite => 2,
+        };
+        Arc::clone(
+            DEFAULTS[slot].get_or_init(|| Arc::new(Statements::new(dialect, TableName::default()))),
+        )
     }
 
     /// The LISTEN/NOTIFY channel of this table (PostgreSQL), which inserts signal when built

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::Statements;
 use super::protocol::{
     ClaimRows, FailRows, Get, List, Migrate, Operation, PurgePublished, RetryDead, Settle,
     SettleClaim, SettleRows, Stats,
 };
+use super::{Dialect, Statements};
 use crate::error::Result;
 use crate::status::Status;
 use crate::store::{
@@ -37,18 +37,27 @@ use crate::store::{
 /// * sea-orm: `begin()` on the `DatabaseConnection` for a transaction, an executor over
 ///   `&impl ConnectionTrait`, commit.
 pub trait SqlPool: Send + Sync + 'static {
+    /// The database the pool's connections are to.
+    fn dialect(&self) -> Dialect;
+
     /// Runs `op` on one pooled connection in the transaction it asks for.
     fn run<O: Operation>(&self, op: O) -> impl Future<Output = Result<O::Output>> + Send;
 }
 
 impl<P: SqlPool> SqlPool for Arc<P> {
+    fn dialect(&self) -> Dialect {
+        (**self).dialect()
+    }
+
     fn run<O: Operation>(&self, op: O) -> impl Future<Output = Result<O::Output>> + Send {
         (**self).run(op)
     }
 }
 
 /// The relay's [`Store`] (and [`Inspect`]) on one outbox table, over any adapter's
-/// [`SqlPool`]. Every adapter's store is this type; the adapter supplies the pool.
+/// [`SqlPool`]. Every adapter's store is this type (`outbox_sqlx::PgStore` is
+/// `SqlStore<SqlxPool<Postgres>>`); the adapter supplies the pool. Cheap to clone when the
+/// pool is.
 ///
 /// Published rows are deleted on ack; [`keep_published`](Self::keep_published) keeps them for
 /// a retention window instead, and [`Inspect::purge_published`] removes them later.
@@ -60,10 +69,18 @@ pub struct SqlStore<P> {
 }
 
 impl<P: SqlPool> SqlStore<P> {
+    /// A store on the default `outbox` table, through `pool` (an adapter's pool, or what
+    /// converts into one, such as a `sqlx::PgPool` for `outbox_sqlx::PgStore`).
+    pub fn new(pool: impl Into<P>) -> Self {
+        let pool = pool.into();
+        let statements = Statements::default_for(pool.dialect());
+        Self::with_statements(pool, statements)
+    }
+
     /// A store reading the table of `statements` through `pool`.
-    pub fn new(pool: P, statements: Arc<Statements>) -> Self {
+    pub fn with_statements(pool: impl Into<P>, statements: Arc<Statements>) -> Self {
         Self {
-            pool,
+            pool: pool.into(),
             statements,
             keep_published: false,
         }
