@@ -458,9 +458,14 @@ impl DbError {
 
 impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `Error::Database` already says "database error"; name the kind only when it adds.
+        if self.kind != DbErrorKind::Other {
+            write!(f, "{}: ", self.kind)?;
+        }
+        f.write_str(&self.message)?;
         match &self.code {
-            Some(code) => write!(f, "{} [{code}]: {}", self.kind, self.message),
-            None => write!(f, "{}: {}", self.kind, self.message),
+            Some(code) => write!(f, " (code {code})"),
+            None => Ok(()),
         }
     }
 }
@@ -569,6 +574,11 @@ mod tests {
             DbErrorKind::ConnectionLost
         );
         assert_eq!(kind(None, "syntax error"), DbErrorKind::Other);
+        let dup = DbError::from_database(Some("23505"), "duplicate key value", "x");
+        assert_eq!(
+            crate::Error::Database(Box::new(dup)).to_string(),
+            "database error: duplicate key value (code 23505)"
+        );
     }
 
     #[test]
@@ -590,7 +600,10 @@ mod tests {
         let mut row = iter.next().unwrap();
         let err = row.int("seq").unwrap_err();
         assert_eq!(err.kind(), DbErrorKind::Decode);
-        assert!(err.to_string().contains("\"seq\" holds text"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "undecodable row: column \"seq\" holds text, expected an integer"
+        );
         drop(iter);
         rows.push(Cell::Int(1));
         assert!(rows.rows().is_err(), "half a row is refused");
