@@ -391,10 +391,13 @@ macro_rules! operations {
     )*};
 }
 
-/// MySQL runs every relay statement at READ COMMITTED (see ARCHITECTURE.md, "MySQL
-/// isolation"); a transaction is begun only where several statements must land together.
+/// The transaction of a settlement: none on PostgreSQL, whose claims-table statements settle
+/// any number of rows in one statement. MySQL runs every relay statement at READ COMMITTED
+/// (see ARCHITECTURE.md, "MySQL isolation"); on MySQL and SQLite a transaction is begun only
+/// where several statements must land together.
 fn row_lease_mode(s: &Statements, several: bool) -> TxMode {
     match s.dialect {
+        Dialect::Postgres => TxMode::None,
         Dialect::MySql if several => TxMode::ReadCommitted,
         Dialect::MySql => TxMode::ReadCommittedStatement,
         _ if several => TxMode::Transaction,
@@ -770,6 +773,57 @@ async fn settle_claim<E: Executor>(
 mod tests {
     use super::*;
     use crate::sql::TableName;
+
+    #[test]
+    fn only_row_lease_settlements_of_several_statements_begin_a_transaction() {
+        let settlement = |n: usize| Settlement {
+            published: vec![1; n],
+            failed: vec![Failure {
+                seq: 2,
+                error: "e".into(),
+                retry_after: None,
+            }],
+            released: vec![3],
+        };
+        let mode = |dialect, n| {
+            let s = Arc::new(Statements::new(dialect, TableName::default()));
+            let op = SettleClaim {
+                s,
+                keep_published: false,
+                token: LeaseToken(1),
+                settlement: settlement(n),
+            };
+            op.tx_mode()
+        };
+        assert_eq!(mode(Dialect::Postgres, 9000), TxMode::None);
+        assert_eq!(mode(Dialect::MySql, 1), TxMode::ReadCommitted);
+        assert_eq!(mode(Dialect::Sqlite, 1), TxMode::Transaction);
+        let one = |dialect| {
+            let s = Arc::new(Statements::new(dialect, TableName::default()));
+            SettleRows {
+                s,
+                kind: Settle::AckDelete,
+                token: LeaseToken(1),
+                seqs: vec![1],
+            }
+            .tx_mode()
+        };
+        assert_eq!(one(Dialect::MySql), TxMode::ReadCommittedStatement);
+        assert_eq!(one(Dialect::Sqlite), TxMode::None);
+        let claim = |dialect| {
+            let s = Arc::new(Statements::new(dialect, TableName::default()));
+            ClaimRows {
+                s,
+                limit: 1,
+                lease: Duration::from_secs(1),
+                token: LeaseToken(1),
+            }
+            .tx_mode()
+        };
+        assert_eq!(claim(Dialect::Postgres), TxMode::None);
+        assert_eq!(claim(Dialect::MySql), TxMode::ReadCommitted);
+        assert_eq!(claim(Dialect::Sqlite), TxMode::None);
+    }
 
     #[test]
     fn only_this_tables_missing_table_error_says_migrate() {
