@@ -52,13 +52,11 @@ impl<DB: OutboxDatabase> SqlPool for SqlxPool<DB> {
     }
 
     async fn run<O: Operation>(&self, op: O) -> Result<O::Output> {
-        let db = |e: sqlx::Error| outbox_core::Error::Database(Box::new(db_error(e)));
+        let db = |e: sqlx::Error| outbox_core::Error::from(db_error(e));
         let mut conn = self.0.acquire().await.map_err(db)?;
         let mode = op.tx_mode();
         if let Some(sql) = mode.before_begin(op.dialect()) {
-            DB::execute(&mut conn, &Query::statement(sql))
-                .await
-                .map_err(|e| outbox_core::Error::Database(Box::new(e)))?;
+            DB::execute(&mut conn, &Query::statement(sql)).await?;
         }
         if !mode.is_transaction() {
             return op.run(&mut SqlxExecutor::<DB>(&mut conn)).await;

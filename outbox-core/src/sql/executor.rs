@@ -480,6 +480,14 @@ impl std::error::Error for DbError {
     }
 }
 
+impl From<DbError> for crate::Error {
+    /// [`Error::Database`](crate::Error::Database) around the classified error. (The protocol
+    /// maps a missing outbox table to `Error::MissingTable`, knowing which table it meant.)
+    fn from(err: DbError) -> Self {
+        crate::Error::Database(Box::new(err))
+    }
+}
+
 /// Classifies a database error from its code, or from its message when there is none.
 fn classify(code: Option<&str>, message: &str) -> DbErrorKind {
     if let Some(code) = code {

@@ -109,7 +109,7 @@ pub fn map_error(s: &Statements, err: DbError) -> Error {
             table: s.table.to_string(),
         };
     }
-    Error::Database(Box::new(err))
+    Error::from(err)
 }
 
 async fn fetch<E: Executor>(exec: &mut E, s: &Statements, query: Query<'_>) -> Result<Rows> {
@@ -117,7 +117,7 @@ async fn fetch<E: Executor>(exec: &mut E, s: &Statements, query: Query<'_>) -> R
 }
 
 fn db(err: DbError) -> Error {
-    Error::Database(Box::new(err))
+    Error::from(err)
 }
 
 /// Decodes each row of `rows` with `decode`.
