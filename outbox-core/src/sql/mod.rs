@@ -68,7 +68,8 @@ pub mod state {
     pub const PUBLISHED: i16 = 2;
 }
 
-/// Every statement an adapter needs for one outbox table on one database.
+/// Every statement of one outbox table on one database. [`protocol`] decides which run, in
+/// which order and transaction; adapters only send them.
 ///
 /// Claims and their settlement go through [`Statements::claims`] on PostgreSQL (a claims
 /// table instead of a lease on every row) and through [`Statements::row_lease`] on MySQL and
@@ -96,9 +97,9 @@ pub struct Statements {
     pub insert_one: String,
     /// As `insert_one` with a seventh parameter: the delivery delay in microseconds.
     pub insert_one_delayed: String,
-    /// Claim (PostgreSQL, SQLite). Parameters: limit, lease in microseconds, token.
-    /// Returns the envelope columns. On PostgreSQL run it after `claims.lock` in one
-    /// transaction.
+    /// Claim in one statement. Parameters: limit, lease in microseconds, token. Returns the
+    /// envelope columns. On PostgreSQL it calls the claim function (as `claims.claim`); on
+    /// SQLite it is an `UPDATE ... RETURNING`; empty on MySQL, whose claim is `mysql_claim`.
     pub claim: String,
     /// The claims-table protocol (PostgreSQL): claims, acks, failures and releases that write
     /// no lease to the outbox rows.
