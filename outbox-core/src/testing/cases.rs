@@ -480,12 +480,14 @@ pub async fn backoff_grows_per_policy<B: Backend>(backend: Shared<B>) {
     assert!(gaps[2] > gaps[0], "[{name}] backoff did not grow: {gaps:?}");
 }
 
-/// A relay whose lease expired cannot ack, fail or release rows that another relay has since
-/// claimed.
-pub async fn fencing_refuses_stale_settlements<B: Backend>(backend: Shared<B>) {
+/// Three rows of one key claimed with a short lease that runs out (`stale`), then claimed
+/// again by another relay (`fresh`).
+async fn stale_and_fresh_claims<B: Backend>(
+    backend: &B,
+) -> (B::Store, crate::store::Claim, crate::store::Claim) {
     let name = backend.name();
     let batch: Vec<Message> = (0..3).map(|n| msg("e", Some("k"), n)).collect();
-    commit_messages(&*backend, batch).await.unwrap();
+    commit_messages(backend, batch).await.unwrap();
     let store = backend.store();
     let stale = store.claim(10, Duration::from_millis(200)).await.unwrap();
     assert_eq!(stale.messages.len(), 3, "[{name}] first claim");
@@ -493,6 +495,14 @@ pub async fn fencing_refuses_stale_settlements<B: Backend>(backend: Shared<B>) {
     let fresh = store.claim(10, LONG).await.unwrap();
     assert_eq!(fresh.messages.len(), 3, "[{name}] reclaim after expiry");
     assert_ne!(stale.token, fresh.token, "[{name}] tokens must differ");
+    (store, stale, fresh)
+}
+
+/// A relay whose lease expired cannot ack, fail or release rows that another relay has since
+/// claimed.
+pub async fn fencing_refuses_stale_settlements<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let (store, stale, fresh) = stale_and_fresh_claims(&*backend).await;
     let seqs: Vec<i64> = stale.messages.iter().map(|m| m.seq).collect();
 
     assert_eq!(
@@ -541,14 +551,7 @@ pub async fn fencing_refuses_stale_settlements<B: Backend>(backend: Shared<B>) {
 /// whose rows were claimed again changes nothing with it, and the owner's settle lands.
 pub async fn fencing_refuses_a_stale_settle<B: Backend>(backend: Shared<B>) {
     let name = backend.name();
-    let batch: Vec<Message> = (0..3).map(|n| msg("e", Some("k"), n)).collect();
-    commit_messages(&*backend, batch).await.unwrap();
-    let store = backend.store();
-    let stale = store.claim(10, Duration::from_millis(200)).await.unwrap();
-    assert_eq!(stale.messages.len(), 3, "[{name}] first claim");
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    let fresh = store.claim(10, LONG).await.unwrap();
-    assert_eq!(fresh.messages.len(), 3, "[{name}] reclaim after expiry");
+    let (store, stale, fresh) = stale_and_fresh_claims(&*backend).await;
     let seqs: Vec<i64> = fresh.messages.iter().map(|m| m.seq).collect();
     let settlement = |dead: bool| Settlement {
         published: vec![seqs[0]],
