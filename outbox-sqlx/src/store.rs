@@ -61,13 +61,7 @@ impl<DB: OutboxDatabase> SqlPool for SqlxPool<DB> {
         if !mode.is_transaction() {
             return op.run(&mut SqlxExecutor::<DB>(&mut conn)).await;
         }
-        let mut tx = match mode.begin_statement(op.dialect()) {
-            // Owned: a `&'static str` here is not proven `SqlSafeStr` for every lifetime inside
-            // the generic store futures that relays spawn (a rustc limitation).
-            Some(begin) => conn.begin_with(sqlx::AssertSqlSafe(begin.to_owned())).await,
-            None => conn.begin().await,
-        }
-        .map_err(db)?;
+        let mut tx = conn.begin().await.map_err(db)?;
         let output = op.run(&mut SqlxExecutor::<DB>(&mut tx)).await?;
         tx.commit().await.map_err(db)?;
         Ok(output)

@@ -317,7 +317,8 @@ pub enum TxMode {
     Transaction,
     /// As [`TxMode::Transaction`], at READ COMMITTED. Before beginning, run
     /// [`TxMode::before_begin`] on the connection (it sets the isolation of the next
-    /// transaction only, so the connection's later users are unaffected).
+    /// transaction only, so the connection's later users are unaffected). Only MySQL
+    /// operations ask for it.
     ReadCommitted,
     /// One statement at READ COMMITTED: run [`TxMode::before_begin`], then the operation
     /// without a transaction (its one statement is the transaction the isolation applies to).
@@ -336,18 +337,6 @@ impl TxMode {
         match (self, dialect) {
             (TxMode::ReadCommitted | TxMode::ReadCommittedStatement, Dialect::MySql) => {
                 Some("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            }
-            _ => None,
-        }
-    }
-
-    /// The statement that begins the transaction on databases where the isolation level is
-    /// part of `BEGIN` (PostgreSQL), for adapters that begin with a statement of their choice;
-    /// `None` for a plain begin.
-    pub fn begin_statement(self, dialect: Dialect) -> Option<&'static str> {
-        match (self, dialect) {
-            (TxMode::ReadCommitted, Dialect::Postgres) => {
-                Some("BEGIN ISOLATION LEVEL READ COMMITTED")
             }
             _ => None,
         }
