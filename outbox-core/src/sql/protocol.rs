@@ -419,12 +419,6 @@ fn row_lease(s: &Statements) -> &RowLeaseSql {
         .expect("MySQL and SQLite statements always carry the row-lease protocol")
 }
 
-fn claims(s: &Statements) -> &super::ClaimsSql {
-    s.claims
-        .as_ref()
-        .expect("PostgreSQL statements always carry the claims protocol")
-}
-
 /// Which settlement an [`Ack`]-like statement performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Settle {
@@ -532,12 +526,11 @@ async fn claim<E: Executor>(
     token: LeaseToken,
 ) -> Result<Vec<Envelope>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let sql = match s.dialect {
-        Dialect::MySql => return claim_mysql(exec, s, limit, lease, token).await,
-        Dialect::Postgres => &claims(s).claim,
-        Dialect::Sqlite => &s.claim,
-    };
-    let query = Query::new(sql, columns::ENVELOPE)
+    if s.dialect == Dialect::MySql {
+        return claim_mysql(exec, s, limit, lease, token).await;
+    }
+    // One statement on PostgreSQL (the claim function) and SQLite.
+    let query = Query::new(&s.claim, columns::ENVELOPE)
         .bind(Param::I64(limit))
         .bind(Param::I64(micros(lease)))
         .bind(Param::I64(token.0));
