@@ -65,6 +65,23 @@ macro_rules! database {
                 Ok(args)
             }
 
+            /// One cell, with sqlx's type check until the column's type has been checked once.
+            fn get<T>(
+                row: &<$db as sqlx::Database>::Row,
+                i: usize,
+                checked: &mut bool,
+            ) -> Result<Option<T>, sqlx::Error>
+            where
+                T: for<'r> sqlx::Decode<'r, $db> + sqlx::Type<$db>,
+            {
+                if *checked {
+                    return row.try_get_unchecked(i);
+                }
+                let value: Option<T> = row.try_get(i)?;
+                *checked = value.is_some();
+                Ok(value)
+            }
+
             /// Reads each of `query`'s columns, by name and as its type, from `rows`.
             fn decode(
                 rows: &[<$db as sqlx::Database>::Row],
@@ -88,27 +105,18 @@ macro_rules! database {
                             .ok_or_else(|| sqlx::Error::ColumnNotFound(c.name.to_owned()))
                     })
                     .collect::<Result<Vec<usize>, _>>()?;
-                // Every row of a result has the same column types too: the first row's cells
-                // are decoded with the type check, the rest without it.
-                for (n, row) in rows.iter().enumerate() {
-                    for (column, &i) in query.columns.iter().zip(&ordinals) {
-                        let cell = match (column.ty, n) {
-                            (CellType::Int, 0) => row.try_get::<Option<i64>, _>(i)?.map(Cell::Int),
-                            (CellType::Int, _) => {
-                                row.try_get_unchecked::<Option<i64>, _>(i)?.map(Cell::Int)
-                            }
-                            (CellType::Text, 0) => {
-                                row.try_get::<Option<String>, _>(i)?.map(Cell::Text)
-                            }
-                            (CellType::Text, _) => row
-                                .try_get_unchecked::<Option<String>, _>(i)?
-                                .map(Cell::Text),
-                            (CellType::Bytes, 0) => {
-                                row.try_get::<Option<Vec<u8>>, _>(i)?.map(Cell::Bytes)
-                            }
-                            (CellType::Bytes, _) => row
-                                .try_get_unchecked::<Option<Vec<u8>>, _>(i)?
-                                .map(Cell::Bytes),
+                // Every row of a result has the same column types too: a column's cells are
+                // decoded with the type check until one is not NULL (sqlx checks no type on
+                // NULL), and without it after that.
+                let mut checked = vec![false; ordinals.len()];
+                for row in rows {
+                    for ((column, &i), checked) in
+                        query.columns.iter().zip(&ordinals).zip(&mut checked)
+                    {
+                        let cell = match column.ty {
+                            CellType::Int => get(row, i, checked)?.map(Cell::Int),
+                            CellType::Text => get(row, i, checked)?.map(Cell::Text),
+                            CellType::Bytes => get(row, i, checked)?.map(Cell::Bytes),
                         };
                         out.push(cell.unwrap_or(Cell::Null));
                     }
