@@ -419,7 +419,7 @@ fn row_lease(s: &Statements) -> &RowLeaseSql {
         .expect("MySQL and SQLite statements always carry the row-lease protocol")
 }
 
-/// Which settlement an [`Ack`]-like statement performs.
+/// Which settlement a row-settling statement performs: ack by delete, ack by keeping, release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Settle {
     AckDelete,
