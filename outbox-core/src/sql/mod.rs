@@ -284,15 +284,41 @@ pub struct RowLeaseSql {
 pub struct MySqlClaimSql {
     /// Keys leased or waiting for a retry. No parameters; returns `partition_key`.
     pub busy_keys: String,
-    /// The candidate window, locked with `SKIP LOCKED`. Parameters: the busy keys (JSON), the
-    /// limit. Returns the envelope columns.
-    pub window: String,
+    /// The candidate window, locked with `SKIP LOCKED`, for up to
+    /// [`LISTED_BUSY_KEYS`](MySqlClaimSql::LISTED_BUSY_KEYS) busy keys: one statement per
+    /// list length in that constant, each with that many `?`s for the busy keys (padded by
+    /// repeating one), then the limit. Returns the envelope columns.
+    pub window_listed: Vec<String>,
+    /// The candidate window for more busy keys than the longest list. Parameters: the busy
+    /// keys (JSON), the limit. Returns the envelope columns.
+    pub window_json: String,
     /// The first live row of each key that is not in the window. Parameters: the window's
     /// keys (JSON), its highest id, its ids (JSON). Returns `partition_key, gap`.
     pub gaps: String,
     /// Lease the picked rows. Parameters: their ids (JSON), the lease in microseconds, the
     /// token.
     pub lease: String,
+}
+
+impl MySqlClaimSql {
+    /// The busy-key list lengths that have a statement of their own in
+    /// [`window_listed`](MySqlClaimSql::window_listed). A literal `NOT IN (?, ...)` list lets
+    /// the optimizer skip a busy key's rows through the key index, where the JSON form scans
+    /// them in id order on every claim (all of the table behind one hot key). MariaDB turns
+    /// lists of 1,000 values or more into a subquery, so the longest stays below that.
+    pub const LISTED_BUSY_KEYS: [usize; 4] = [0, 8, 64, 512];
+
+    /// The window statement for `busy` busy keys, and how many key parameters it takes
+    /// (`None`: one JSON array).
+    pub fn window(&self, busy: usize) -> (&str, Option<usize>) {
+        Self::LISTED_BUSY_KEYS
+            .iter()
+            .zip(&self.window_listed)
+            .find(|(len, _)| **len >= busy)
+            .map_or((self.window_json.as_str(), None), |(len, sql)| {
+                (sql.as_str(), Some(*len))
+            })
+    }
 }
 
 /// The claim's "due" condition, with `now` the database's clock expression.

@@ -149,6 +149,15 @@ WHERE o.lease_token = ?"
 fn claim(t: &str) -> MySqlClaimSql {
     let live = state::LIVE;
     let by_ids = by_ids(t);
+    let window = |busy: &str| {
+        format!(
+            "SELECT {} FROM {t} WHERE state = {live} AND {due} \
+             AND (lease_until IS NULL OR lease_until <= {NOW}) {busy}\
+             ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
+            envelope_columns(),
+            due = super::due(NOW),
+        )
+    };
     MySqlClaimSql {
         // MySQL has no per-key advisory lock that lasts until commit, so ids of one key can
         // become visible out of order; a key with any row in flight is treated as busy.
@@ -159,14 +168,19 @@ fn claim(t: &str) -> MySqlClaimSql {
              SELECT partition_key FROM {t} WHERE state = {live} AND attempts > 0 \
                AND available_at > {NOW} AND partition_key IS NOT NULL"
         ),
-        window: format!(
-            "SELECT {} FROM {t} WHERE state = {live} AND {due} \
-             AND (lease_until IS NULL OR lease_until <= {NOW}) \
-             AND (partition_key IS NULL OR partition_key NOT IN (SELECT k FROM {KEYS} AS busy)) \
-             ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
-            envelope_columns(),
-            due = super::due(NOW),
-        ),
+        window_listed: MySqlClaimSql::LISTED_BUSY_KEYS
+            .iter()
+            .map(|&len| match len {
+                0 => window(""),
+                len => window(&format!(
+                    "AND (partition_key IS NULL OR partition_key NOT IN ({})) ",
+                    vec!["?"; len].join(", ")
+                )),
+            })
+            .collect(),
+        window_json: window(&format!(
+            "AND (partition_key IS NULL OR partition_key NOT IN (SELECT k FROM {KEYS} AS busy)) "
+        )),
         gaps: format!(
             "SELECT partition_key, MIN(id) AS gap FROM {t} \
              WHERE state = {live} AND partition_key IN (SELECT k FROM {KEYS} AS w) \

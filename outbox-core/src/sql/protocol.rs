@@ -557,10 +557,22 @@ async fn claim_mysql<E: Executor>(
         .expect("MySQL statements always carry the MySQL claim");
     let mut busy = fetch(exec, s, Query::new(&sql.busy_keys, columns::KEYS)).await?;
     let busy = decode_all(&mut busy, |mut row| row.text("partition_key").map_err(db))?;
-    let busy = json(&busy)?;
-    let window = Query::new(&sql.window, columns::ENVELOPE)
-        .bind(Param::Text(Some(&busy)))
-        .bind(Param::I64(limit));
+    let (window, listed) = sql.window(busy.len());
+    let busy_json;
+    let mut window = Query::new(window, columns::ENVELOPE);
+    match listed {
+        Some(len) => {
+            let pad = busy.first().map(String::as_str);
+            for n in 0..len {
+                window = window.bind(Param::Text(busy.get(n).map(String::as_str).or(pad)));
+            }
+        }
+        None => {
+            busy_json = json(&busy)?;
+            window = window.bind(Param::Text(Some(&busy_json)));
+        }
+    }
+    let window = window.bind(Param::I64(limit));
     let mut candidates = envelopes(fetch(exec, s, window).await?)?;
     if candidates.is_empty() {
         return Ok(candidates);

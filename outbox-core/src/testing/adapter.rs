@@ -482,6 +482,94 @@ pub async fn more_busy_keys_than_placeholders_still_claim<B: SqlBackend>(backend
     assert_eq!(claimed, vec![id], "[{name}] only the free key is claimable");
 }
 
+/// The claim leaves out every busy key's rows and nothing else, with as many busy keys as each
+/// statement form takes and one more (MySQL lists short busy-key lists as parameters, padded
+/// to a few fixed lengths, and binds longer ones as one JSON array).
+pub async fn busy_keys_on_each_side_of_every_list_length<B: SqlBackend>(backend: Shared<B>) {
+    use std::collections::BTreeSet;
+
+    let name = backend.name();
+    let lengths = crate::sql::MySqlClaimSql::LISTED_BUSY_KEYS;
+    let keys = lengths[lengths.len() - 1] + 1;
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    for n in 0..keys {
+        first.push(keyed(n, &format!("busy-{n:04}")));
+        second.push(keyed(n, &format!("busy-{n:04}")));
+    }
+    let firsts: Vec<_> = first.iter().map(Message::id).collect();
+    let mut everything: BTreeSet<_> = firsts.iter().copied().collect();
+    everything.extend(second.iter().map(Message::id));
+    commit_messages(&*backend, first).await.unwrap();
+    commit_messages(&*backend, second).await.unwrap();
+    let free = Message::bytes("free", "x").unwrap();
+    everything.insert(free.id());
+    commit_messages(&*backend, vec![free]).await.unwrap();
+
+    let store = backend.store();
+    let all = keys * 2 + 1;
+    let claim = store.claim(all, LEASE).await.unwrap();
+    assert_eq!(claim.messages.len(), all, "[{name}] nothing is busy yet");
+    let seq_of = |id| claim.messages.iter().find(|m| m.id == id).unwrap().seq;
+    let first_seqs: Vec<i64> = firsts.iter().map(|&id| seq_of(id)).collect();
+    let release = Settlement {
+        released: claim.messages.iter().map(|m| m.seq).collect(),
+        ..Settlement::default()
+    };
+    store.settle(claim.token, &release).await.unwrap();
+
+    let s = backend.statements();
+    let later = match s.dialect {
+        Dialect::Postgres => "now() + interval '1 hour'",
+        Dialect::MySql => "UTC_TIMESTAMP(6) + INTERVAL 1 HOUR",
+        Dialect::Sqlite => "available_at + 3600000000",
+    };
+    let mut busy = 0;
+    for count in lengths.iter().flat_map(|&len| [len, len + 1]) {
+        if count == 0 || count == busy {
+            continue;
+        }
+        // The first rows of keys `0..count` wait for a retry, so those keys are busy.
+        let retrying = format!(
+            "UPDATE {} SET attempts = 1, available_at = {later} WHERE id > {} AND id <= {}",
+            s.quoted_table(),
+            if busy == 0 { 0 } else { first_seqs[busy - 1] },
+            first_seqs[count - 1]
+        );
+        let changed = backend.execute(&retrying).await.unwrap();
+        assert_eq!(changed, (count - busy) as u64, "[{name}] rows made to wait");
+        busy = count;
+
+        let claim = store.claim(all, LEASE).await.unwrap();
+        let claimed: BTreeSet<_> = claim.messages.iter().map(|m| m.id).collect();
+        let busy_keys: BTreeSet<String> = (0..busy).map(|n| format!("busy-{n:04}")).collect();
+        let leaked: Vec<_> = claim
+            .messages
+            .iter()
+            .filter(|m| {
+                m.partition_key
+                    .as_ref()
+                    .is_some_and(|k| busy_keys.contains(k))
+            })
+            .map(|m| m.partition_key.clone())
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "[{name}] {busy} busy keys: claimed rows of {leaked:?}"
+        );
+        assert_eq!(
+            claimed.len(),
+            everything.len() - 2 * busy,
+            "[{name}] {busy} busy keys: every row of the other keys is claimed"
+        );
+        let release = Settlement {
+            released: claim.messages.iter().map(|m| m.seq).collect(),
+            ..Settlement::default()
+        };
+        store.settle(claim.token, &release).await.unwrap();
+    }
+}
+
 /// Rows that one adapter writes are claimed and settled by another adapter's store on the same
 /// table, and the other way round: the adapters share one protocol, so they share a table.
 /// `writer` is migrated; `reader` is pointed at its table.
@@ -594,6 +682,7 @@ macro_rules! adapter_suite {
             enqueue_all_writes_in_order,
             batches_cross_every_statement_boundary,
             more_busy_keys_than_placeholders_still_claim,
+            busy_keys_on_each_side_of_every_list_length,
         );
     };
 }
