@@ -19,7 +19,9 @@ pub enum Error {
     /// Table names are validated, never spliced raw into SQL.
     #[error(
         "invalid outbox table name {name:?}: {reason}; use letters, digits and underscores \
-         (optionally `schema.table`), starting with a letter or underscore, at most 63 bytes"
+         (optionally `schema.table`), starting with a letter or underscore, at most {} bytes \
+         each",
+        crate::sql::MAX_TABLE_NAME_BYTES
     )]
     InvalidTableName {
         /// The rejected name.
@@ -76,19 +78,19 @@ pub enum Error {
     },
 
     /// The payload could not be encoded; nothing was written.
-    #[error("could not encode the {event_type:?} payload: {source}; nothing was written")]
+    #[error("could not encode the {event_type:?} payload: {cause}; nothing was written")]
     Encode {
         /// The event type of the message being built.
         event_type: String,
-        /// The codec's error.
-        #[source]
-        source: BoxError,
+        /// The codec's error (its text is this error's text, so it is not repeated as the
+        /// error's `source`).
+        cause: BoxError,
     },
 
     /// The outbox table does not exist in the database.
     #[error(
-        "outbox table {table:?} does not exist; run `outbox migrate` (or call the adapter's \
-         `migrate`) against this database first"
+        "outbox table {table:?} does not exist; create it by calling `migrate()` on the \
+         outbox store, against this database, before enqueueing or relaying"
     )]
     MissingTable {
         /// The table that was looked for.
@@ -104,13 +106,38 @@ pub enum Error {
         reason: String,
     },
 
+    /// The broker was unavailable, so the relay stopped publishing; nothing is lost.
+    #[error(
+        "broker unavailable: {reason}; nothing is lost: the messages stay in the outbox and are \
+         published once the broker is back"
+    )]
+    BrokerUnavailable {
+        /// The publisher's error.
+        reason: String,
+    },
+
+    /// A [`Publisher`](crate::Publisher) returned a different number of outcomes than it was
+    /// given messages, so none of its outcomes can be trusted.
+    #[error(
+        "the publisher returned {returned} outcomes for {expected} messages; it must return one \
+         per message, in order. Those messages were given back unpublished and stay in the outbox"
+    )]
+    PublisherContract {
+        /// Messages handed to the publisher.
+        expected: usize,
+        /// Outcomes it returned.
+        returned: usize,
+    },
+
     /// A relay or store setting is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
 
-    /// The database driver reported an error.
+    /// The database driver reported an error: a [`DbError`](crate::sql::DbError) from the SQL
+    /// stores, which says what kind of failure it was. Its text is this error's text, so it
+    /// is not repeated as the error's `source`; downcast the box to read it.
     #[error("database error: {0}")]
-    Database(#[source] BoxError),
+    Database(BoxError),
 
     /// A row in the outbox table could not be decoded (edited by hand, or a newer schema).
     #[error("corrupt outbox row {seq}: {reason}")]

@@ -77,7 +77,8 @@ impl Message {
     /// # Errors
     ///
     /// [`Error::InvalidEventType`] for an unroutable event type, [`Error::Encode`] when `value`
-    /// cannot be serialized, [`Error::PayloadTooLarge`] beyond [`DEFAULT_MAX_PAYLOAD_BYTES`].
+    /// cannot be serialized. The payload's size is checked when the message is enqueued,
+    /// against the store's limit ([`DEFAULT_MAX_PAYLOAD_BYTES`] unless the store raises it).
     pub fn json<T: Serialize + ?Sized>(event_type: impl Into<String>, value: &T) -> Result<Self> {
         Self::encoded::<Json, T>(event_type, value)
     }
@@ -93,9 +94,9 @@ impl Message {
     ) -> Result<Self> {
         let event_type = event_type.into();
         validate_event_type(&event_type)?;
-        let payload = C::encode(value).map_err(|source| Error::Encode {
+        let payload = C::encode(value).map_err(|cause| Error::Encode {
             event_type: event_type.clone(),
-            source,
+            cause,
         })?;
         let mut msg = Self::bytes(event_type, payload)?;
         msg.headers
@@ -107,12 +108,12 @@ impl Message {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidEventType`] or [`Error::PayloadTooLarge`].
+    /// [`Error::InvalidEventType`]. The payload's size is checked when the message is
+    /// enqueued, against the store's limit.
     pub fn bytes(event_type: impl Into<String>, payload: impl Into<Bytes>) -> Result<Self> {
         let event_type = event_type.into();
         validate_event_type(&event_type)?;
         let payload = payload.into();
-        check_payload_size(payload.len(), DEFAULT_MAX_PAYLOAD_BYTES)?;
         Ok(Self {
             id: Uuid::now_v7(),
             event_type,
@@ -401,8 +402,11 @@ mod tests {
     }
 
     #[test]
-    fn oversized_payload_is_rejected() {
-        let err = Message::bytes("e", vec![0u8; DEFAULT_MAX_PAYLOAD_BYTES + 1]).unwrap_err();
+    fn a_payload_over_the_default_limit_is_left_to_the_store() {
+        let size = DEFAULT_MAX_PAYLOAD_BYTES * 2;
+        let msg = Message::bytes("e", vec![0u8; size]).unwrap();
+        assert_eq!(msg.payload().len(), size);
+        let err = check_payload_size(size, DEFAULT_MAX_PAYLOAD_BYTES).unwrap_err();
         assert!(matches!(err, Error::PayloadTooLarge { .. }));
     }
 

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{Relay, rounds};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::message::Envelope;
 use crate::publisher::{PublishError, Publisher};
 use crate::retry::RetryDecision;
@@ -31,6 +31,8 @@ pub struct BatchReport {
     pub fenced: u64,
     /// The broker reported itself unavailable during this batch.
     pub broker_unavailable: bool,
+    /// The first error the broker gave for being unavailable.
+    pub broker_error: Option<String>,
     /// Less than a quarter of the lease was left before a publish round, so the rest of the
     /// batch was given back unpublished (a stalled relay must not publish rows whose lease
     /// another relay may already hold).
@@ -43,7 +45,9 @@ impl<S: Store, P: Publisher> Relay<S, P> {
     /// # Errors
     ///
     /// A store error while claiming or settling. Rows that could not be settled keep their
-    /// lease and are claimed again when it expires.
+    /// lease and are claimed again when it expires. [`Error::PublisherContract`] after
+    /// settling, when the publisher returned the wrong number of outcomes: the messages of
+    /// that publish and of the rounds after it are released unpublished.
     pub async fn process_batch(&self, cancel: &CancellationToken) -> Result<BatchReport> {
         let inner = &*self.inner;
         let config = &inner.config;
@@ -74,6 +78,7 @@ impl<S: Store, P: Publisher> Relay<S, P> {
         let mut released: Vec<i64> = Vec::new();
         let mut stopped_keys: HashSet<String> = HashSet::new();
         let mut latencies = Vec::with_capacity(messages.len());
+        let mut broken_contract = None;
 
         let mut start = 0;
         for end in ends {
@@ -88,7 +93,11 @@ impl<S: Store, P: Publisher> Relay<S, P> {
                 );
                 metrics::counter!("outbox_lease_expired_batches_total").increment(1);
             }
-            if report.broker_unavailable || report.lease_expired || cancel.is_cancelled() {
+            if report.broker_unavailable
+                || report.lease_expired
+                || broken_contract.is_some()
+                || cancel.is_cancelled()
+            {
                 released.extend(round.iter().map(|m| m.seq));
                 continue;
             }
@@ -118,7 +127,20 @@ impl<S: Store, P: Publisher> Relay<S, P> {
                     messages = batch.len()
                 ))
                 .await;
-            debug_assert_eq!(outcomes.len(), batch.len(), "publisher broke its contract");
+            if outcomes.len() != batch.len() {
+                // Which outcome belongs to which message is unknown: give them all back.
+                tracing::error!(
+                    messages = batch.len(),
+                    outcomes = outcomes.len(),
+                    "publisher returned the wrong number of outcomes; releasing the batch"
+                );
+                released.extend(batch.iter().map(|m| m.seq));
+                broken_contract = Some(Error::PublisherContract {
+                    expected: batch.len(),
+                    returned: outcomes.len(),
+                });
+                continue;
+            }
             let acked_at = SystemTime::now();
             for (msg, outcome) in batch.iter().zip(outcomes) {
                 match outcome {
@@ -129,6 +151,7 @@ impl<S: Store, P: Publisher> Relay<S, P> {
                     Err(PublishError::Unavailable(err)) => {
                         if !report.broker_unavailable {
                             tracing::warn!(error = %err, "broker unavailable; releasing batch");
+                            report.broker_error = Some(error_chain(&*err));
                         }
                         report.broker_unavailable = true;
                         released.push(msg.seq);
@@ -204,7 +227,10 @@ impl<S: Store, P: Publisher> Relay<S, P> {
             );
             metrics::counter!("outbox_fenced_total").increment(report.fenced);
         }
-        Ok(report)
+        match broken_contract {
+            Some(err) => Err(err),
+            None => Ok(report),
+        }
     }
 }
 

@@ -148,8 +148,8 @@ impl<S: Store, P: Publisher> Relay<S, P> {
     ///
     /// # Errors
     ///
-    /// A store error, or [`Error::Config`] when the broker is unavailable (nothing is lost:
-    /// the messages stay in the outbox).
+    /// A store error, [`Error::BrokerUnavailable`] when the broker is unavailable (nothing is
+    /// lost: the messages stay in the outbox), or [`Error::PublisherContract`].
     pub async fn drain(&self) -> Result<u64> {
         let never = CancellationToken::new();
         let mut published = 0;
@@ -157,9 +157,11 @@ impl<S: Store, P: Publisher> Relay<S, P> {
             let report = self.process_batch(&never).await?;
             published += report.published;
             if report.broker_unavailable {
-                return Err(Error::Config(
-                    "broker unavailable while draining; messages stay in the outbox".into(),
-                ));
+                return Err(Error::BrokerUnavailable {
+                    reason: report
+                        .broker_error
+                        .unwrap_or_else(|| "no reason given".to_owned()),
+                });
             }
             if report.claimed == 0 {
                 return Ok(published);

@@ -461,11 +461,19 @@ impl fmt::Display for DbError {
 
 impl std::error::Error for DbError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        // The message already carries the driver error's text; its own causes follow.
-        self.source
+        // The message already carries the driver error's text, and drivers often wrap the
+        // database's error in one that says the same: the first cause that adds something.
+        let mut cause = self
+            .source
             .as_deref()
-            .and_then(|s| s.source())
-            .map(|s| s as &(dyn std::error::Error + 'static))
+            .map(|s| s as &(dyn std::error::Error + 'static));
+        while let Some(err) = cause {
+            if !self.message.contains(&err.to_string()) {
+                return Some(err);
+            }
+            cause = err.source();
+        }
+        None
     }
 }
 
@@ -576,6 +584,67 @@ mod tests {
             crate::Error::Database(Box::new(dup)).to_string(),
             "database error: duplicate key value (code 23505)"
         );
+    }
+
+    /// A driver error that says what the database said, around the database's own error.
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<Box<Wrapped>>);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    fn chain(err: &dyn std::error::Error) -> Vec<String> {
+        let mut links = vec![err.to_string()];
+        let mut cause = err.source();
+        while let Some(err) = cause {
+            links.push(err.to_string());
+            cause = err.source();
+        }
+        links
+    }
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        let driver = Wrapped(
+            "relation \"orders\" is locked",
+            Some(Box::new(Wrapped(
+                "relation \"orders\" is locked",
+                Some(Box::new(Wrapped("connection reset by peer", None))),
+            ))),
+        );
+        let err = crate::Error::from(DbError::from_database(
+            Some("55P03"),
+            "relation \"orders\" is locked",
+            driver,
+        ));
+        let links = chain(&err);
+        let repeats = links
+            .iter()
+            .filter(|l| l.contains("relation \"orders\" is locked"))
+            .count();
+        assert_eq!(repeats, 1, "{links:#?}");
+        let crate::Error::Database(db) = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(
+            chain(&**db),
+            [
+                "retryable conflict: relation \"orders\" is locked (code 55P03)",
+                "connection reset by peer"
+            ],
+            "the classified error skips the driver's copies of its message"
+        );
+        let db = DbError::from_database(Some("55P03"), "relation is locked", Wrapped("x", None));
+        assert_eq!(chain(&db).len(), 2, "a cause that adds something is kept");
     }
 
     #[test]

@@ -117,7 +117,7 @@ fn check_identifier(part: &str) -> std::result::Result<(), &'static str> {
         return Err("it contains a character other than letters, digits and underscores");
     }
     if part.len() > MAX_TABLE_NAME_BYTES {
-        return Err("a name part is longer than 48 bytes");
+        return Err("a name part is too long");
     }
     Ok(())
 }

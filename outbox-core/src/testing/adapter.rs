@@ -177,7 +177,11 @@ pub async fn missing_table_error_says_to_migrate<B: SqlBackend>(backend: Shared<
         matches!(err, Error::MissingTable { .. }),
         "[{name}] {err:?}"
     );
-    assert!(err.to_string().contains("migrate"), "[{name}] {err}");
+    let advice = err.to_string();
+    assert!(
+        advice.contains("`migrate()` on the outbox store") && !advice.contains("outbox migrate"),
+        "[{name}] the advice names what exists: {advice}"
+    );
     assert_eq!(
         table.rows(&*backend).await,
         0,
@@ -229,6 +233,19 @@ pub async fn invalid_table_names_are_refused_before_any_sql<B: SqlBackend>(backe
             "[{name}] {err}"
         );
     }
+    let limit = crate::sql::MAX_TABLE_NAME_BYTES;
+    let longest = "t".repeat(limit);
+    assert!(
+        backend.with_table(&longest, 1024).is_ok(),
+        "[{name}] a {limit}-byte name is refused"
+    );
+    let Err(err) = backend.with_table(&format!("{longest}t"), 1024) else {
+        panic!("[{name}] a table name over {limit} bytes was accepted");
+    };
+    assert!(
+        err.to_string().contains(&format!("at most {limit} bytes")),
+        "[{name}] the error states the real limit: {err}"
+    );
 }
 
 /// A payload over the adapter's limit fails the enqueue, and the business change rolls back
@@ -261,6 +278,30 @@ pub async fn oversized_payload_rolls_back_the_business_change<B: SqlBackend>(bac
     let stats = limited.store().stats().await.unwrap();
     assert_eq!(stats.unpublished(), 0, "[{name}] half-written outbox row");
     table.drop(&*backend).await;
+}
+
+/// A store whose limit is raised above the default takes a JSON payload that large, and the
+/// relay reads it back whole: the message constructors leave the limit to the store.
+pub async fn a_raised_payload_limit_takes_larger_messages<B: SqlBackend>(backend: Shared<B>) {
+    let name = backend.name();
+    let limit = 4 * crate::DEFAULT_MAX_PAYLOAD_BYTES;
+    let raised = backend.with_table(&fresh_table(), limit).unwrap();
+    raised.migrate().await.unwrap();
+    let text = "x".repeat(2 * crate::DEFAULT_MAX_PAYLOAD_BYTES);
+    let msg = Message::json("blob.stored", &text).unwrap();
+    let size = msg.payload().len();
+    commit_messages(&raised, vec![msg]).await.unwrap();
+    let claim = raised.store().claim(10, LEASE).await.unwrap();
+    assert_eq!(
+        claim.messages.len(),
+        1,
+        "[{name}] the large message is enqueued"
+    );
+    assert_eq!(
+        claim.messages[0].payload.len(),
+        size,
+        "[{name}] the payload comes back whole"
+    );
 }
 
 /// A payload that cannot be serialized fails before anything is written.
@@ -683,6 +724,7 @@ macro_rules! adapter_suite {
             batches_cross_every_statement_boundary,
             more_busy_keys_than_placeholders_still_claim,
             busy_keys_on_each_side_of_every_list_length,
+            a_raised_payload_limit_takes_larger_messages,
         );
     };
 }
