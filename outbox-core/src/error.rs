@@ -154,4 +154,19 @@ impl Error {
     pub fn database(err: impl Into<BoxError>) -> Self {
         Self::Database(err.into())
     }
+
+    /// Whether the same call may succeed when simply tried again: a database deadlock,
+    /// serialization failure or lock timeout, or a lost connection.
+    pub fn is_transient(&self) -> bool {
+        use crate::sql::{DbError, DbErrorKind};
+        match self {
+            Self::Database(err) => err.downcast_ref::<DbError>().is_some_and(|db| {
+                matches!(
+                    db.kind(),
+                    DbErrorKind::RetryableConflict | DbErrorKind::ConnectionLost
+                )
+            }),
+            _ => false,
+        }
+    }
 }

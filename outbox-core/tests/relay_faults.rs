@@ -1,9 +1,15 @@
 //! The relay under publisher faults, on the in-memory store.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use outbox_core::memory::MemoryStore;
-use outbox_core::{Envelope, Error, Message, PublishError, Publisher, Relay, Store};
+use outbox_core::memory::{CollectingPublisher, MemoryStore};
+use outbox_core::sql::DbError;
+use outbox_core::{
+    Claim, Envelope, Error, Failure, LeaseToken, Message, PublishError, Publisher, Relay, Result,
+    Settled, Settlement, Store,
+};
 use tokio_util::sync::CancellationToken;
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -94,4 +100,115 @@ async fn a_publisher_miscounting_its_outcomes_is_a_typed_error_and_nothing_is_se
              and all are given back at once"
         );
     }
+}
+
+/// A store whose first `failures` settles fail with the error `make` builds.
+#[derive(Clone)]
+struct FlakySettle {
+    inner: MemoryStore,
+    failures: u32,
+    make: fn() -> Error,
+    settles: Arc<AtomicU32>,
+}
+
+impl FlakySettle {
+    fn new(failures: u32, make: fn() -> Error) -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            failures,
+            make,
+            settles: Arc::default(),
+        }
+    }
+}
+
+impl Store for FlakySettle {
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim> {
+        self.inner.claim(limit, lease).await
+    }
+
+    async fn ack(&self, token: LeaseToken, seqs: &[i64]) -> Result<u64> {
+        self.inner.ack(token, seqs).await
+    }
+
+    async fn fail(&self, token: LeaseToken, failures: &[Failure]) -> Result<u64> {
+        self.inner.fail(token, failures).await
+    }
+
+    async fn release(&self, token: LeaseToken, seqs: &[i64]) -> Result<u64> {
+        self.inner.release(token, seqs).await
+    }
+
+    async fn settle(&self, token: LeaseToken, settlement: &Settlement) -> Result<Settled> {
+        if self.settles.fetch_add(1, Ordering::SeqCst) < self.failures {
+            return Err((self.make)());
+        }
+        self.inner.settle(token, settlement).await
+    }
+}
+
+fn connection_reset() -> Error {
+    DbError::connection("connection reset by peer").into()
+}
+
+fn syntax_error() -> Error {
+    DbError::from_database(Some("42601"), "syntax error", "syntax error").into()
+}
+
+#[tokio::test]
+async fn a_settle_that_fails_once_is_tried_again_and_nothing_is_published_twice() {
+    let store = FlakySettle::new(1, connection_reset);
+    store.inner.enqueue_committed(messages(3));
+    let publisher = CollectingPublisher::new();
+    let relay = Relay::builder(store.clone(), publisher.clone())
+        .build()
+        .unwrap();
+    let report = relay
+        .process_batch(&CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.published, 3, "{report:?}");
+    assert_eq!(store.settles.load(Ordering::SeqCst), 2, "one retry");
+    assert!(
+        store.inner.is_empty(),
+        "the retried settle acknowledged the batch"
+    );
+    assert_eq!(
+        relay.drain().await.unwrap(),
+        0,
+        "nothing is left to publish again"
+    );
+    assert_eq!(
+        publisher.published().len(),
+        3,
+        "each message published once"
+    );
+}
+
+#[tokio::test]
+async fn settle_retries_are_bounded_and_only_for_transient_errors() {
+    let store = FlakySettle::new(u32::MAX, connection_reset);
+    store.inner.enqueue_committed(messages(1));
+    let relay = Relay::builder(store.clone(), CollectingPublisher::new())
+        .build()
+        .unwrap();
+    let err = relay
+        .process_batch(&CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let tries = store.settles.load(Ordering::SeqCst);
+    assert_eq!(tries, 4, "settle attempts: the first and three retries");
+
+    let store = FlakySettle::new(1, syntax_error);
+    store.inner.enqueue_committed(messages(1));
+    let relay = Relay::builder(store.clone(), CollectingPublisher::new())
+        .build()
+        .unwrap();
+    let err = relay
+        .process_batch(&CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err:?}");
+    assert_eq!(store.settles.load(Ordering::SeqCst), 1, "not retried");
 }

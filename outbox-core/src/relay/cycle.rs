@@ -196,9 +196,9 @@ impl<S: Store, P: Publisher> Relay<S, P> {
             failed: failures,
             released,
         };
-        let settled = inner
-            .store
-            .settle(claim.token, &settlement)
+        let lease_end = claimed_at + config.lease;
+        let settled = self
+            .settle(claim.token, &settlement, lease_end)
             .instrument(tracing::debug_span!(
                 "outbox.settle",
                 published = settlement.published.len(),
@@ -230,6 +230,41 @@ impl<S: Store, P: Publisher> Relay<S, P> {
         match broken_contract {
             Some(err) => Err(err),
             None => Ok(report),
+        }
+    }
+}
+
+/// Settlement attempts per batch when the store fails transiently.
+const SETTLE_ATTEMPTS: u32 = 4;
+
+impl<S: Store, P: Publisher> Relay<S, P> {
+    /// Settles a batch, trying again after a transient store error (deadlock, serialization
+    /// failure, lost connection) while the lease holds: a settle that fails once must not make
+    /// the whole batch be published again. Settling twice is safe, as every settle is fenced
+    /// by the claim's token.
+    async fn settle(
+        &self,
+        token: crate::store::LeaseToken,
+        settlement: &Settlement,
+        lease_end: Instant,
+    ) -> Result<crate::store::Settled> {
+        let mut pause = std::time::Duration::from_millis(25);
+        let mut attempt = 1;
+        loop {
+            match self.inner.store.settle(token, settlement).await {
+                Err(err)
+                    if err.is_transient()
+                        && attempt < SETTLE_ATTEMPTS
+                        && Instant::now() + pause < lease_end =>
+                {
+                    tracing::warn!(error = %err, attempt, "settling the batch failed; trying again");
+                    metrics::counter!("outbox_settle_retries_total").increment(1);
+                    tokio::time::sleep(pause).await;
+                    pause *= 4;
+                    attempt += 1;
+                }
+                result => return result,
+            }
         }
     }
 }
