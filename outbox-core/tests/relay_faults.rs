@@ -212,3 +212,73 @@ async fn settle_retries_are_bounded_and_only_for_transient_errors() {
     assert!(!err.is_transient(), "{err:?}");
     assert_eq!(store.settles.load(Ordering::SeqCst), 1, "not retried");
 }
+
+/// A store whose first claim blocks its thread for `block` (a synchronous driver, a slow
+/// DNS lookup) and then finds nothing.
+#[derive(Clone)]
+struct BlockingFirstClaim {
+    inner: MemoryStore,
+    block: Duration,
+    claims: Arc<AtomicU32>,
+    unblocked: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Store for BlockingFirstClaim {
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim> {
+        if self.claims.fetch_add(1, Ordering::SeqCst) == 0 {
+            std::thread::sleep(self.block);
+            self.unblocked.store(true, Ordering::SeqCst);
+            return Ok(Claim {
+                token: LeaseToken::random(),
+                messages: Vec::new(),
+            });
+        }
+        self.inner.claim(limit, lease).await
+    }
+
+    async fn ack(&self, token: LeaseToken, seqs: &[i64]) -> Result<u64> {
+        self.inner.ack(token, seqs).await
+    }
+
+    async fn fail(&self, token: LeaseToken, failures: &[Failure]) -> Result<u64> {
+        self.inner.fail(token, failures).await
+    }
+
+    async fn release(&self, token: LeaseToken, seqs: &[i64]) -> Result<u64> {
+        self.inner.release(token, seqs).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_call_that_blocks_its_thread_stalls_only_its_own_loop() {
+    let store = BlockingFirstClaim {
+        inner: MemoryStore::new(),
+        block: Duration::from_secs(3),
+        claims: Arc::default(),
+        unblocked: Arc::default(),
+    };
+    store.inner.enqueue_committed(messages(10));
+    let publisher = CollectingPublisher::new();
+    let relay = Relay::builder(store.clone(), publisher.clone())
+        .concurrency(2)
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let (relay, shutdown) = (relay.clone(), shutdown.clone());
+        async move { relay.run(shutdown.cancelled_owned()).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while publisher.published().len() < 10 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let published_while_blocked = !store.unblocked.load(Ordering::SeqCst);
+    assert_eq!(publisher.published().len(), 10, "everything is published");
+    assert!(
+        published_while_blocked,
+        "the other loop published everything while the first was blocked"
+    );
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}

@@ -9,8 +9,8 @@ mod rounds;
 use std::future::Future;
 use std::sync::Arc;
 
-use futures_util::future::try_join_all;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use self::builder::{RelayBuilder, RelayConfig};
@@ -118,19 +118,39 @@ impl<S: Store, P: Publisher> Relay<S, P> {
     /// # Errors
     ///
     /// Only errors an operator must fix: [`Error::MissingTable`].
+    ///
+    /// Each of the [`concurrency`](RelayBuilder::concurrency) loops runs as a task of its own,
+    /// so a store or publisher call that blocks its thread stalls only its loop.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let cancel = CancellationToken::new();
-        let workers = try_join_all(
-            (0..self.inner.config.concurrency).map(|worker| self.worker(worker, &cancel)),
-        );
+        let mut tasks = JoinSet::new();
+        for worker in 0..self.inner.config.concurrency {
+            let (relay, cancel) = (self.clone(), cancel.clone());
+            tasks.spawn(async move { relay.worker(worker, &cancel).await });
+        }
+        // Dropping the set (when `run` returns) aborts any loop still running.
+        let workers = async {
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => {
+                        cancel.cancel();
+                        return Err(err);
+                    }
+                    Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                    Err(_) => {}
+                }
+            }
+            Ok(())
+        };
         tokio::pin!(workers);
         tokio::pin!(shutdown);
         tokio::select! {
-            result = &mut workers => result.map(drop),
+            result = &mut workers => result,
             () = &mut shutdown => {
                 cancel.cancel();
                 match tokio::time::timeout(self.inner.config.shutdown_grace, &mut workers).await {
-                    Ok(result) => result.map(drop),
+                    Ok(result) => result,
                     Err(_) => {
                         tracing::warn!(
                             grace = ?self.inner.config.shutdown_grace,
