@@ -55,6 +55,7 @@ pub use self::relay::{BatchReport, Relay, RelayBuilder, RelayConfig, WakeHandle}
 pub use self::retry::{RetryDecision, RetryPolicy};
 pub use self::status::{ParseStatusError, Status};
 pub use self::store::{
-    Claim, Failure, Inspect, LeaseToken, OutboxStats, Settled, Settlement, Store, StoredMessage,
+    Claim, CorruptRow, Failure, Inspect, LeaseToken, OutboxStats, Settled, Settlement, Store,
+    StoredMessage,
 };
 pub use uuid::Uuid;

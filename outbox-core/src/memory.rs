@@ -178,7 +178,7 @@ impl Store for MemoryStore {
             row.lease = Some((token, now + lease));
             messages.push(row.envelope(seq));
         }
-        std::future::ready(Ok(Claim { token, messages }))
+        std::future::ready(Ok(Claim::new(token, messages)))
     }
 
     fn ack(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send {

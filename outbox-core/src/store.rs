@@ -24,11 +24,47 @@ impl LeaseToken {
 
 /// Rows claimed by one relay, leased until the lease runs out.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Claim {
     /// The fencing token the rows were claimed with.
     pub token: LeaseToken,
     /// The claimed messages, in sequence order.
     pub messages: Vec<Envelope>,
+    /// Claimed rows that could not be read as messages (edited by hand, or written by a newer
+    /// schema). They are leased like the others, and the relay dead-letters them.
+    pub corrupt: Vec<CorruptRow>,
+}
+
+impl Claim {
+    /// A claim of `messages` under `token`, with no corrupt rows.
+    pub fn new(token: LeaseToken, messages: Vec<Envelope>) -> Self {
+        Self {
+            token,
+            messages,
+            corrupt: Vec::new(),
+        }
+    }
+
+    /// Adds claimed rows that could not be decoded.
+    #[must_use]
+    pub fn with_corrupt(mut self, corrupt: Vec<CorruptRow>) -> Self {
+        self.corrupt = corrupt;
+        self
+    }
+
+    /// Whether the claim holds no row at all.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.corrupt.is_empty()
+    }
+}
+
+/// A claimed row that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptRow {
+    /// The row's sequence number.
+    pub seq: i64,
+    /// What could not be decoded, naming the column.
+    pub reason: String,
 }
 
 /// A failed publish, as the relay reports it to the store.

@@ -228,10 +228,7 @@ impl Store for BlockingFirstClaim {
         if self.claims.fetch_add(1, Ordering::SeqCst) == 0 {
             std::thread::sleep(self.block);
             self.unblocked.store(true, Ordering::SeqCst);
-            return Ok(Claim {
-                token: LeaseToken::random(),
-                messages: Vec::new(),
-            });
+            return Ok(Claim::new(LeaseToken::random(), Vec::new()));
         }
         self.inner.claim(limit, lease).await
     }

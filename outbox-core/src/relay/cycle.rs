@@ -64,17 +64,35 @@ impl<S: Store, P: Publisher> Relay<S, P> {
             ))
             .await?;
         let mut report = BatchReport {
-            claimed: claim.messages.len() as u64,
+            claimed: (claim.messages.len() + claim.corrupt.len()) as u64,
             ..BatchReport::default()
         };
-        if claim.messages.is_empty() {
+        if claim.is_empty() {
             return Ok(report);
         }
         metrics::counter!("outbox_claimed_total").increment(report.claimed);
 
         let (messages, ends) = rounds::plan(claim.messages);
         let mut published: Vec<i64> = Vec::with_capacity(messages.len());
-        let mut failures: Vec<Failure> = Vec::new();
+        // A row that cannot be read is dead at once: no retry can make it readable, and
+        // holding it would stall its key behind it.
+        let mut failures: Vec<Failure> = claim
+            .corrupt
+            .iter()
+            .map(|row| {
+                tracing::error!(seq = row.seq, reason = %row.reason, "dead-lettering a corrupt outbox row");
+                Failure {
+                    seq: row.seq,
+                    error: format!("corrupt outbox row: {}", row.reason),
+                    retry_after: None,
+                }
+            })
+            .collect();
+        report.dead = failures.len() as u64;
+        if !failures.is_empty() {
+            metrics::counter!("outbox_dead_lettered_total", "event_type" => "")
+                .increment(report.dead);
+        }
         let mut released: Vec<i64> = Vec::new();
         let mut stopped_keys: HashSet<String> = HashSet::new();
         let mut latencies = Vec::with_capacity(messages.len());

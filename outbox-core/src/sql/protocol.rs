@@ -19,7 +19,9 @@ use super::{Dialect, RowLeaseSql, Statements, state};
 use crate::error::{Error, Result};
 use crate::message::{Envelope, Message, check_payload_size, decode_headers};
 use crate::status::Status;
-use crate::store::{Failure, LeaseToken, OutboxStats, Settled, Settlement, StoredMessage};
+use crate::store::{
+    CorruptRow, Failure, LeaseToken, OutboxStats, Settled, Settlement, StoredMessage,
+};
 
 /// The result columns of each statement shape.
 pub mod columns {
@@ -190,8 +192,19 @@ fn envelope(row: &mut Row<'_>) -> Result<Envelope> {
     })
 }
 
-fn envelopes(mut rows: Rows) -> Result<Vec<Envelope>> {
-    decode_all(&mut rows, |mut row| envelope(&mut row))
+/// Decodes claimed rows, setting apart those that cannot be read as messages: one bad row must
+/// not fail the claim of all the others.
+fn claimed(mut rows: Rows) -> Result<(Vec<Envelope>, Vec<CorruptRow>)> {
+    let mut messages = Vec::with_capacity(rows.len());
+    let mut corrupt = Vec::new();
+    for mut row in rows.rows().map_err(db)? {
+        match envelope(&mut row) {
+            Ok(message) => messages.push(message),
+            Err(Error::CorruptRow { seq, reason }) => corrupt.push(CorruptRow { seq, reason }),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok((messages, corrupt))
 }
 
 fn stored(mut row: Row<'_>) -> Result<StoredMessage> {
@@ -444,12 +457,13 @@ operations! {
     run(op, exec) { migrate(exec, &op.s).await }
 
     /// Claims up to `limit` rows for `lease`, in sequence order.
-    ClaimRows { limit: usize, lease: Duration, token: LeaseToken } -> Vec<Envelope>;
+    /// Rows that cannot be decoded come back apart, leased like the others.
+    ClaimRows { limit: usize, lease: Duration, token: LeaseToken } -> (Vec<Envelope>, Vec<CorruptRow>);
     // One statement on PostgreSQL and SQLite; four on MySQL.
     mode(op) if op.s.dialect == Dialect::MySql { TxMode::ReadCommitted } else { TxMode::None };
     run(op, exec) {
         let mut claimed = claim(exec, &op.s, op.limit, op.lease, op.token).await?;
-        claimed.sort_unstable_by_key(|m| m.seq);
+        claimed.0.sort_unstable_by_key(|m| m.seq);
         Ok(claimed)
     }
 
@@ -524,7 +538,7 @@ async fn claim<E: Executor>(
     limit: usize,
     lease: Duration,
     token: LeaseToken,
-) -> Result<Vec<Envelope>> {
+) -> Result<(Vec<Envelope>, Vec<CorruptRow>)> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     if s.dialect == Dialect::MySql {
         return claim_mysql(exec, s, limit, lease, token).await;
@@ -534,7 +548,7 @@ async fn claim<E: Executor>(
         .bind(Param::I64(limit))
         .bind(Param::I64(micros(lease)))
         .bind(Param::I64(token.0));
-    envelopes(fetch(exec, s, query).await?)
+    claimed(fetch(exec, s, query).await?)
 }
 
 /// The MySQL claim: MySQL has no `UPDATE ... RETURNING`, so it reads the busy keys, locks a
@@ -548,7 +562,7 @@ async fn claim_mysql<E: Executor>(
     limit: i64,
     lease: Duration,
     token: LeaseToken,
-) -> Result<Vec<Envelope>> {
+) -> Result<(Vec<Envelope>, Vec<CorruptRow>)> {
     use std::collections::{BTreeSet, HashMap};
 
     let sql = s
@@ -573,10 +587,13 @@ async fn claim_mysql<E: Executor>(
         }
     }
     let window = window.bind(Param::I64(limit));
-    let mut candidates = envelopes(fetch(exec, s, window).await?)?;
-    if candidates.is_empty() {
-        return Ok(candidates);
+    let (mut candidates, corrupt) = claimed(fetch(exec, s, window).await?)?;
+    if candidates.is_empty() && corrupt.is_empty() {
+        return Ok((candidates, corrupt));
     }
+    // Corrupt rows are leased whatever their key (the relay dead-letters them, publishing
+    // nothing), and are no key's gap.
+    let corrupt_seqs = corrupt.iter().map(|c| c.seq);
 
     // A key's rows in the window are claimable only up to the first older-or-interleaved live
     // row of that key that is not in the window (locked by another claimer, leased, waiting
@@ -587,8 +604,13 @@ async fn claim_mysql<E: Executor>(
         .collect();
     let mut gaps: HashMap<String, i64> = HashMap::new();
     if !keys.is_empty() {
-        let max_id = candidates.iter().map(|e| e.seq).max().unwrap_or(0);
-        let (keys, ids) = (json(&keys)?, json(&seqs(&candidates))?);
+        let window: Vec<i64> = candidates
+            .iter()
+            .map(|e| e.seq)
+            .chain(corrupt_seqs.clone())
+            .collect();
+        let max_id = window.iter().copied().max().unwrap_or(0);
+        let (keys, ids) = (json(&keys)?, json(&window)?);
         let query = Query::new(&sql.gaps, columns::GAPS)
             .bind(Param::Text(Some(&keys)))
             .bind(Param::I64(max_id))
@@ -603,19 +625,20 @@ async fn claim_mysql<E: Executor>(
         Some(key) => gaps.get(key).is_none_or(|gap| e.seq < *gap),
         None => true,
     });
-    if !candidates.is_empty() {
-        let ids = json(&seqs(&candidates))?;
+    let leased: Vec<i64> = candidates
+        .iter()
+        .map(|e| e.seq)
+        .chain(corrupt_seqs)
+        .collect();
+    if !leased.is_empty() {
+        let ids = json(&leased)?;
         let query = Query::statement(&sql.lease)
             .bind(Param::Text(Some(&ids)))
             .bind(Param::I64(micros(lease)))
             .bind(Param::I64(token.0));
         execute(exec, s, query).await?;
     }
-    Ok(candidates)
-}
-
-fn seqs(envelopes: &[Envelope]) -> Vec<i64> {
-    envelopes.iter().map(|e| e.seq).collect()
+    Ok((candidates, corrupt))
 }
 
 /// A list as the JSON array parameter the MySQL and SQLite statements read.

@@ -142,7 +142,7 @@ impl<P: SqlPool> SqlStore<P> {
 impl<P: SqlPool> Store for SqlStore<P> {
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim> {
         let token = LeaseToken::random();
-        let messages = self
+        let (messages, corrupt) = self
             .pool
             .run(ClaimRows {
                 s: self.s(),
@@ -151,7 +151,7 @@ impl<P: SqlPool> Store for SqlStore<P> {
                 token,
             })
             .await?;
-        Ok(Claim { token, messages })
+        Ok(Claim::new(token, messages).with_corrupt(corrupt))
     }
 
     fn ack(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send {

@@ -304,6 +304,58 @@ pub async fn a_raised_payload_limit_takes_larger_messages<B: SqlBackend>(backend
     );
 }
 
+/// A row whose headers are not a JSON object of strings is dead-lettered with an error naming the column;
+/// the rest of the batch, its own key's later rows included, is published, and the relay goes
+/// on.
+pub async fn a_corrupt_row_is_dead_lettered_and_the_rest_publish<B: SqlBackend>(
+    backend: Shared<B>,
+) {
+    let name = backend.name();
+    let written: Vec<Message> = (0..3).map(|n| keyed(n, "k")).collect();
+    let ids: Vec<_> = written.iter().map(Message::id).collect();
+    commit_messages(&*backend, written).await.unwrap();
+    let s = backend.statements();
+    let table = s.quoted_table();
+    let corrupt = format!(
+        "UPDATE {table} SET headers = '[1]' WHERE message_id = '{}'",
+        ids[1]
+    );
+    assert_eq!(
+        backend.execute(&corrupt).await.unwrap(),
+        1,
+        "[{name}] row corrupted"
+    );
+
+    let publisher = crate::memory::CollectingPublisher::new();
+    let relay = Relay::builder(backend.store(), publisher.clone())
+        .build()
+        .unwrap();
+    let published = relay.drain().await.unwrap();
+    assert_eq!(published, 2, "[{name}] the readable rows are published");
+    let order: Vec<_> = publisher.published().iter().map(|m| m.id).collect();
+    assert_eq!(order, vec![ids[0], ids[2]], "[{name}] in key order");
+    let dead = format!(
+        "SELECT COUNT(*) AS n FROM {table} WHERE state = {} AND last_error LIKE '%headers%'",
+        crate::sql::state::DEAD
+    );
+    assert_eq!(
+        backend.fetch_count(&dead).await.unwrap(),
+        1,
+        "[{name}] the corrupt row is dead, and its error names the column"
+    );
+    let stats = backend.store().stats().await.unwrap();
+    assert_eq!(
+        (stats.unpublished(), stats.dead),
+        (0, 1),
+        "[{name}] only the dead row is left: {stats:?}"
+    );
+    assert_eq!(
+        relay.drain().await.unwrap(),
+        0,
+        "[{name}] the relay goes on"
+    );
+}
+
 /// A payload that cannot be serialized fails before anything is written.
 pub async fn unserializable_payload_rolls_back_the_business_change<B: SqlBackend>(
     backend: Shared<B>,
@@ -725,6 +777,7 @@ macro_rules! adapter_suite {
             more_busy_keys_than_placeholders_still_claim,
             busy_keys_on_each_side_of_every_list_length,
             a_raised_payload_limit_takes_larger_messages,
+            a_corrupt_row_is_dead_lettered_and_the_rest_publish,
         );
     };
 }
