@@ -279,3 +279,41 @@ async fn a_store_call_that_blocks_its_thread_stalls_only_its_own_loop() {
     shutdown.cancel();
     running.await.unwrap().unwrap();
 }
+
+/// A broker call that never returns.
+struct Hangs;
+
+impl Publisher for Hangs {
+    async fn publish(&self, _: &[Envelope]) -> Vec<Result<(), PublishError>> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_hung_publish_is_abandoned_before_the_lease_ends_and_its_messages_given_back() {
+    let store = MemoryStore::new();
+    store.enqueue_committed(messages(3));
+    let lease = Duration::from_secs(2);
+    let relay = Relay::builder(store.clone(), Hangs)
+        .lease(lease)
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let report = tokio::time::timeout(
+        Duration::from_secs(10),
+        relay.process_batch(&CancellationToken::new()),
+    )
+    .await
+    .expect("a hung publish must not hang the batch")
+    .unwrap();
+    let took = started.elapsed();
+    assert!(took < lease, "the batch outlived its lease: {took:?}");
+    assert!(report.publish_timed_out, "{report:?}");
+    assert_eq!((report.published, report.released), (0, 3), "{report:?}");
+    let again = store.claim(10, LEASE).await.unwrap();
+    assert_eq!(
+        again.messages.len(),
+        3,
+        "released, so another relay need not wait for the lease"
+    );
+}

@@ -33,10 +33,14 @@ pub struct BatchReport {
     pub broker_unavailable: bool,
     /// The first error the broker gave for being unavailable.
     pub broker_error: Option<String>,
-    /// Less than a quarter of the lease was left before a publish round, so the rest of the
-    /// batch was given back unpublished (a stalled relay must not publish rows whose lease
-    /// another relay may already hold).
+    /// Less than a quarter of the lease was left before a publish round, or a publish was
+    /// still unanswered with an eighth of it left, so the rest of the batch was given back
+    /// unpublished (a stalled relay must not publish rows whose lease another relay may
+    /// already hold).
     pub lease_expired: bool,
+    /// A publish call did not return before its deadline (an eighth of the lease before the
+    /// lease ends) and was abandoned; its messages were given back.
+    pub publish_timed_out: bool,
 }
 
 impl<S: Store, P: Publisher> Relay<S, P> {
@@ -55,6 +59,9 @@ impl<S: Store, P: Publisher> Relay<S, P> {
         // time, which cannot be earlier than this.
         let claimed_at = Instant::now();
         let publish_until = claimed_at + config.lease - config.lease / 4;
+        // A publish still running this close to the lease's end is abandoned (dropping the
+        // call hands the broker nothing more), leaving time to settle before the lease ends.
+        let publish_deadline = claimed_at + config.lease - config.lease / 8;
         let claim = inner
             .store
             .claim(config.batch_size, config.lease)
@@ -137,14 +144,27 @@ impl<S: Store, P: Publisher> Relay<S, P> {
             if batch.is_empty() {
                 continue;
             }
-            let outcomes = inner
+            let publish = inner
                 .publisher
                 .publish(batch)
                 .instrument(tracing::debug_span!(
                     "outbox.publish",
                     messages = batch.len()
-                ))
-                .await;
+                ));
+            let Ok(outcomes) = tokio::time::timeout_at(publish_deadline.into(), publish).await
+            else {
+                tracing::warn!(
+                    lease = ?config.lease,
+                    messages = batch.len(),
+                    "publish did not return before the lease's end drew near; giving the \
+                     batch back (raise the lease above the broker's worst acknowledgement time)"
+                );
+                metrics::counter!("outbox_publish_timeouts_total").increment(1);
+                report.publish_timed_out = true;
+                report.lease_expired = true;
+                released.extend(batch.iter().map(|m| m.seq));
+                continue;
+            };
             if outcomes.len() != batch.len() {
                 // Which outcome belongs to which message is unknown: give them all back.
                 tracing::error!(
