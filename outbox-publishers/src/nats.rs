@@ -84,11 +84,20 @@ impl NatsPublisher {
 
     /// Connects to `url` and publishes through a JetStream context on that connection.
     ///
+    /// A server that is down does not fail the call: the client keeps connecting in the
+    /// background (and reconnects after any later loss), and until it is connected every
+    /// publish reports the broker unavailable, so the relay keeps the messages in the outbox
+    /// and backs off. Build the client with [`async_nats::ConnectOptions`] and use
+    /// [`NatsPublisher::new`] for other settings.
+    ///
     /// # Errors
     ///
-    /// The connection error, when no server answers at `url`.
+    /// Only a `url` that cannot be parsed.
     pub async fn connect(url: &str) -> Result<Self, async_nats::ConnectError> {
-        let client = async_nats::connect(url).await?;
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(url)
+            .await?;
         Ok(Self::new(jetstream::new(client)))
     }
 

@@ -252,3 +252,45 @@ async fn unreachable_nats_keeps_messages_pending_until_it_is_back() {
     assert_eq!(seen.len(), 20);
     assert_eq!(store.stats().await.unwrap().dead, 0);
 }
+
+/// `NatsPublisher::connect` starts with the server down, reports it unavailable (not a
+/// rejection, so no attempt is counted), and publishes once the server is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_starts_with_the_server_down_and_publishes_once_it_is_up() {
+    let port = free_port();
+    let url = format!("127.0.0.1:{port}");
+    let publisher = tokio::time::timeout(Duration::from_secs(5), NatsPublisher::connect(&url))
+        .await
+        .expect("connect must not wait for the server")
+        .expect("a server that is down is not a connect error");
+    let publisher = publisher.subject_prefix("late");
+    let msg = Message::json("order.created", &serde_json::json!({})).unwrap();
+    let outcomes = publisher.publish(&[envelope(1, &msg)]).await;
+    assert!(
+        matches!(outcomes.as_slice(), [Err(PublishError::Unavailable(_))]),
+        "{outcomes:?}"
+    );
+
+    let _server = start_nats(port);
+    let js = publisher.context().clone();
+    let mut stream = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(s) = js
+            .create_stream(stream::Config {
+                name: "late".into(),
+                subjects: vec!["late.>".into()],
+                storage: stream::StorageType::Memory,
+                ..Default::default()
+            })
+            .await
+        {
+            stream = Some(s);
+            break;
+        }
+    }
+    let mut stream = stream.expect("the NATS server started by this test never came up");
+    let outcomes = publisher.publish(&[envelope(1, &msg)]).await;
+    assert!(matches!(outcomes.as_slice(), [Ok(())]), "{outcomes:?}");
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+}
