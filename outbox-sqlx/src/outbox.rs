@@ -100,6 +100,18 @@ impl<DB: OutboxDatabase> Outbox<DB> {
     /// Writes `message` in the caller's transaction. It becomes visible to relays when the
     /// transaction commits, and disappears with it on rollback.
     ///
+    /// # Locking (PostgreSQL)
+    ///
+    /// So that a key's messages are published in commit order, enqueueing a keyed message
+    /// takes a lock on its key that is held until the transaction ends: two transactions that
+    /// enqueue the same key run one after the other from that point to commit, as they would
+    /// with a row lock on the aggregate. Two concurrent transactions that each `enqueue`
+    /// two keys in opposite orders can therefore deadlock (PostgreSQL aborts one with
+    /// "deadlock detected"; retry it). [`enqueue_all`](Outbox::enqueue_all) takes all its keys'
+    /// locks in one sorted pass, so transactions that enqueue their messages with one
+    /// `enqueue_all` call never deadlock on each other's keys. Unkeyed messages take no lock.
+    /// MySQL, MariaDB and SQLite take no such lock.
+    ///
     /// # Errors
     ///
     /// [`PayloadTooLarge`](crate::Error::PayloadTooLarge) before anything is written;
