@@ -129,6 +129,16 @@ pub enum Error {
         returned: usize,
     },
 
+    /// Every batch failed for longer than [`RelayBuilder::give_up_after`](crate::RelayBuilder::give_up_after)
+    /// allows, so [`Relay::run`](crate::Relay::run) stopped.
+    #[error("the relay gave up: every batch failed for {after:?}; the last error: {last_error}")]
+    GaveUp {
+        /// How long batches had been failing.
+        after: std::time::Duration,
+        /// The last batch's error.
+        last_error: String,
+    },
+
     /// A relay or store setting is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -51,7 +51,7 @@ pub use self::message::{
     check_payload_size, decode_headers, encode_headers,
 };
 pub use self::publisher::{PublishError, Publisher};
-pub use self::relay::{BatchReport, Relay, RelayBuilder, RelayConfig, WakeHandle};
+pub use self::relay::{BatchReport, Health, Relay, RelayBuilder, RelayConfig, WakeHandle};
 pub use self::retry::{RetryDecision, RetryPolicy};
 pub use self::status::{ParseStatusError, Status};
 pub use self::store::{

@@ -27,12 +27,13 @@ pub type Headers = BTreeMap<String, String>;
 ///
 /// Built with [`Message::json`] (or [`Message::encoded`] / [`Message::bytes`]) and refined with
 /// the builder methods. Everything is validated while building, so a message that exists is
-/// one that every store and publisher accepts (the payload limit of a particular store is
-/// checked again at enqueue).
+/// one that every store and publisher accepts, but for its payload's size, which each store
+/// limits and checks at enqueue.
 ///
 /// ```
+/// # use outbox_core as outbox_sqlx;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use outbox_core::Message;
+/// use outbox_sqlx::Message; // or the adapter you use: every adapter re-exports the core
 ///
 /// #[derive(serde::Serialize)]
 /// struct OrderCreated { id: u64, total: u64 }

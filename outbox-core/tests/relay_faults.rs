@@ -317,3 +317,109 @@ async fn a_hung_publish_is_abandoned_before_the_lease_ends_and_its_messages_give
         "released, so another relay need not wait for the lease"
     );
 }
+
+/// A store whose database is unreachable.
+#[derive(Clone)]
+struct Unreachable;
+
+impl Store for Unreachable {
+    async fn claim(&self, _: usize, _: Duration) -> Result<Claim> {
+        Err(DbError::connection("connection refused (127.0.0.1:5432)").into())
+    }
+
+    async fn ack(&self, _: LeaseToken, _: &[i64]) -> Result<u64> {
+        Err(DbError::connection("connection refused").into())
+    }
+
+    async fn fail(&self, _: LeaseToken, _: &[Failure]) -> Result<u64> {
+        Err(DbError::connection("connection refused").into())
+    }
+
+    async fn release(&self, _: LeaseToken, _: &[i64]) -> Result<u64> {
+        Err(DbError::connection("connection refused").into())
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_database_shows_in_health_and_ends_the_run_after_give_up_after() {
+    let relay = Relay::builder(Unreachable, CollectingPublisher::new())
+        .unavailable_backoff(Duration::from_millis(10), Duration::from_millis(40))
+        .give_up_after(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut watch = relay.watch_health();
+    let running = tokio::spawn({
+        let relay = relay.clone();
+        async move { relay.run(std::future::pending()).await }
+    });
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        watch.wait_for(|h| h.error.is_some()),
+    )
+    .await
+    .expect("the failure reaches the health watch")
+    .unwrap();
+    let health = relay.health();
+    assert!(!health.is_healthy(), "{health:?}");
+    assert!(
+        health.failing_since.is_some() && health.last_claim.is_none(),
+        "{health:?}"
+    );
+    assert!(
+        health
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("connection refused"),
+        "{health:?}"
+    );
+    let err = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("run must give up")
+        .unwrap()
+        .unwrap_err();
+    let Error::GaveUp { after, last_error } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(*after >= Duration::from_millis(300), "{err}");
+    assert!(last_error.contains("connection refused"), "{err}");
+}
+
+#[tokio::test]
+async fn health_reports_successful_claims_and_a_broker_outage() {
+    let store = MemoryStore::new();
+    store.enqueue_committed(messages(2));
+    let relay = Relay::builder(store.clone(), Down)
+        .unavailable_backoff(Duration::from_millis(10), Duration::from_millis(40))
+        .build()
+        .unwrap();
+    let mut watch = relay.watch_health();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn({
+        let (relay, stop) = (relay.clone(), stop.clone());
+        async move { relay.run(stop.cancelled_owned()).await }
+    });
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        watch.wait_for(|h| h.broker_unavailable_since.is_some()),
+    )
+    .await
+    .expect("the outage reaches the health watch")
+    .unwrap();
+    let health = relay.health();
+    assert!(
+        health.last_claim.is_some() && health.failing_since.is_none(),
+        "{health:?}"
+    );
+    assert!(
+        health
+            .broker_error
+            .as_deref()
+            .unwrap()
+            .contains("connection refused"),
+        "{health:?}"
+    );
+    assert!(!health.is_healthy());
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}

@@ -13,10 +13,10 @@ pub use outbox_core::memory;
 pub use outbox_core::relay;
 pub use outbox_core::sql;
 pub use outbox_core::{
-    BatchReport, BoxError, Claim, Codec, Envelope, Error, Failure, Headers, Inspect, Json,
-    LeaseToken, Message, OutboxStats, ParseStatusError, PublishError, Publisher, Relay,
-    RelayBuilder, RelayConfig, Result, RetryDecision, RetryPolicy, Settled, Settlement, Status,
-    Store, StoredMessage, Uuid, WakeHandle,
+    BatchReport, BoxError, Claim, Codec, CorruptRow, Envelope, Error, Failure, Headers, Health,
+    Inspect, Json, LeaseToken, Message, OutboxStats, ParseStatusError, PublishError, Publisher,
+    Relay, RelayBuilder, RelayConfig, Result, RetryDecision, RetryPolicy, Settled, Settlement,
+    Status, Store, StoredMessage, Uuid, WakeHandle,
 };
 #[cfg(feature = "mysql")]
 pub use sqlx::MySql;

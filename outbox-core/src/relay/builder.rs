@@ -19,6 +19,7 @@ pub struct RelayConfig {
     pub(crate) retry: RetryPolicy,
     pub(crate) unavailable_backoff: (Duration, Duration),
     pub(crate) shutdown_grace: Duration,
+    pub(crate) give_up_after: Option<Duration>,
 }
 
 impl Default for RelayConfig {
@@ -31,6 +32,7 @@ impl Default for RelayConfig {
             retry: RetryPolicy::default(),
             unavailable_backoff: (Duration::from_millis(50), Duration::from_secs(5)),
             shutdown_grace: Duration::from_secs(10),
+            give_up_after: None,
         }
     }
 }
@@ -114,6 +116,15 @@ impl<S: Store, P: Publisher> RelayBuilder<S, P> {
     /// How long `run` waits for in-flight batches after shutdown is requested (default 10 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// Makes [`Relay::run`] return [`Error::GaveUp`] once every batch has failed for `after`
+    /// (the database unreachable, say), instead of waiting it out forever. Off by default: a
+    /// relay in a service usually waits, and reports the outage through
+    /// [`Relay::health`]; a sidecar that a supervisor restarts may rather exit.
+    pub fn give_up_after(mut self, after: Duration) -> Self {
+        self.config.give_up_after = Some(after);
         self
     }
 

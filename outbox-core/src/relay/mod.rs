@@ -4,6 +4,7 @@
 
 mod builder;
 mod cycle;
+mod health;
 mod rounds;
 
 use std::future::Future;
@@ -15,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::builder::{RelayBuilder, RelayConfig};
 pub use self::cycle::BatchReport;
+pub use self::health::Health;
+use self::health::HealthCell;
 use crate::error::{Error, Result};
 use crate::publisher::Publisher;
 use crate::store::Store;
@@ -41,9 +44,10 @@ impl WakeHandle {
 /// Moves committed messages from an outbox [`Store`] to a [`Publisher`].
 ///
 /// ```no_run
+/// # use outbox_core as outbox_sqlx;
 /// # async fn demo<S: outbox_core::Store, P: outbox_core::Publisher>(store: S, publisher: P)
 /// # -> outbox_core::Result<()> {
-/// use outbox_core::Relay;
+/// use outbox_sqlx::Relay; // or the adapter you use: every adapter re-exports the core
 /// use tokio_util::sync::CancellationToken;
 ///
 /// let shutdown = CancellationToken::new();
@@ -71,6 +75,7 @@ struct Inner<S, P> {
     publisher: P,
     config: RelayConfig,
     wake: WakeHandle,
+    health: HealthCell,
 }
 
 impl<S: Store, P: Publisher> Relay<S, P> {
@@ -86,6 +91,7 @@ impl<S: Store, P: Publisher> Relay<S, P> {
                 publisher,
                 config,
                 wake,
+                health: HealthCell::default(),
             }),
         }
     }
@@ -93,6 +99,17 @@ impl<S: Store, P: Publisher> Relay<S, P> {
     /// The handle that wakes this relay.
     pub fn wake_handle(&self) -> WakeHandle {
         self.inner.wake.clone()
+    }
+
+    /// The relay's health now: when a claim last succeeded, and what is failing.
+    pub fn health(&self) -> Health {
+        self.inner.health.get()
+    }
+
+    /// A receiver told of every change of [`health`](Relay::health) (a batch that fails after
+    /// successes, a broker that goes away or comes back).
+    pub fn watch_health(&self) -> tokio::sync::watch::Receiver<Health> {
+        self.inner.health.subscribe()
     }
 
     /// The settings in force.
@@ -113,11 +130,14 @@ impl<S: Store, P: Publisher> Relay<S, P> {
     /// Runs until `shutdown` completes, then stops claiming, lets in-flight batches finish
     /// (releasing what they have not published yet) and returns.
     ///
-    /// Database and broker outages are waited out with backoff; they never end the run.
+    /// Database and broker outages are waited out with backoff, and reported by
+    /// [`health`](Relay::health); they end the run only with
+    /// [`give_up_after`](RelayBuilder::give_up_after).
     ///
     /// # Errors
     ///
-    /// Only errors an operator must fix: [`Error::MissingTable`].
+    /// Errors an operator must fix: [`Error::MissingTable`]; and [`Error::GaveUp`] when every
+    /// batch failed for longer than `give_up_after`.
     ///
     /// Each of the [`concurrency`](RelayBuilder::concurrency) loops runs as a task of its own,
     /// so a store or publisher call that blocks its thread stalls only its loop.
@@ -201,11 +221,15 @@ impl<S: Store, P: Publisher> Relay<S, P> {
             let notified = self.inner.wake.0.notified();
             let pause = match self.process_batch(cancel).await {
                 Ok(report) if report.broker_unavailable => {
+                    self.inner
+                        .health
+                        .batch_done(report.broker_error.as_deref().or(Some("no reason given")));
                     let pause = backoff;
                     backoff = (backoff * 2).min(max);
                     Some(pause)
                 }
                 Ok(report) => {
+                    self.inner.health.batch_done(None);
                     backoff = initial;
                     if report.claimed >= config.batch_size as u64 {
                         continue;
@@ -220,6 +244,17 @@ impl<S: Store, P: Publisher> Relay<S, P> {
                 }
                 Err(err @ Error::MissingTable { .. }) => return Err(err),
                 Err(err) => {
+                    let since = self.inner.health.batch_failed(&err.to_string());
+                    let failing = since.elapsed().unwrap_or_default();
+                    if let Some(limit) = config.give_up_after
+                        && failing >= limit
+                    {
+                        tracing::error!(worker, error = %err, ?failing, "outbox relay giving up");
+                        return Err(Error::GaveUp {
+                            after: failing,
+                            last_error: err.to_string(),
+                        });
+                    }
                     tracing::warn!(worker, error = %err, "outbox relay batch failed; backing off");
                     let pause = backoff;
                     backoff = (backoff * 2).min(max);
