@@ -167,6 +167,9 @@ macro_rules! sql_backend {
     };
 }
 
+#[cfg(feature = "postgres")]
 sql_backend!(sqlx::Postgres);
+#[cfg(feature = "mysql")]
 sql_backend!(sqlx::MySql);
+#[cfg(feature = "sqlite")]
 sql_backend!(sqlx::Sqlite);
