@@ -156,7 +156,10 @@ impl<DB: OutboxDatabase> Outbox<DB> {
         protocol::enqueue(&mut exec, &self.statements, self.max_payload, messages).await
     }
 
-    /// Creates the outbox table and its indexes if they do not exist. Safe to run repeatedly.
+    /// Creates the outbox table and its indexes if they do not exist; on PostgreSQL also the
+    /// claims table `<table>_claims` and the claim function `<table>_claim()`.
+    /// [`SqlStore::uninstall`](crate::sql::SqlStore::uninstall) removes them all. Safe to run
+    /// repeatedly.
     ///
     /// # Errors
     ///

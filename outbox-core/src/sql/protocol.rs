@@ -456,6 +456,16 @@ operations! {
     mode(_op) TxMode::None;
     run(op, exec) { migrate(exec, &op.s).await }
 
+    /// Drops the outbox table and everything `Migrate` created beside it.
+    Uninstall {} -> ();
+    mode(_op) TxMode::None;
+    run(op, exec) {
+        for statement in op.s.drop_all() {
+            execute(exec, &op.s, Query::statement(&statement)).await?;
+        }
+        Ok(())
+    }
+
     /// Claims up to `limit` rows for `lease`, in sequence order.
     /// Rows that cannot be decoded come back apart, leased like the others.
     ClaimRows { limit: usize, lease: Duration, token: LeaseToken } -> (Vec<Envelope>, Vec<CorruptRow>);

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::protocol::{
     ClaimRows, FailRows, Get, List, Migrate, Operation, PurgePublished, RetryDead, Settle,
-    SettleClaim, SettleRows, Stats,
+    SettleClaim, SettleRows, Stats, Uninstall,
 };
 use super::{Dialect, Statements};
 use crate::error::Result;
@@ -113,13 +113,30 @@ impl<P: SqlPool> SqlStore<P> {
         Arc::clone(&self.statements)
     }
 
-    /// Creates the outbox table if it does not exist (see [`protocol::migrate`](super::protocol::migrate)).
+    /// Creates the outbox table if it does not exist. Safe to run at every start-up, from
+    /// several processes at once.
+    ///
+    /// Besides the table `<table>` and its indexes, PostgreSQL gets the claims table
+    /// `<table>_claims` (one row per live claim) and the claim function `<table>_claim()`;
+    /// MySQL, MariaDB and SQLite get the table alone. [`uninstall`](Self::uninstall) removes
+    /// them all.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`](crate::Error::Database) when a statement fails (for example, no
+    /// permission to create tables).
+    pub fn migrate(&self) -> impl Future<Output = Result<()>> + Send {
+        self.pool.run(Migrate { s: self.s() })
+    }
+
+    /// Drops the outbox table with every message in it, and what [`migrate`](Self::migrate)
+    /// created beside it; what does not exist is skipped.
     ///
     /// # Errors
     ///
     /// [`Error::Database`](crate::Error::Database) when a statement fails.
-    pub fn migrate(&self) -> impl Future<Output = Result<()>> + Send {
-        self.pool.run(Migrate { s: self.s() })
+    pub fn uninstall(&self) -> impl Future<Output = Result<()>> + Send {
+        self.pool.run(Uninstall { s: self.s() })
     }
 
     /// Deletes published rows older than `older_than` (only with

@@ -34,6 +34,9 @@ pub trait SqlBackend: Backend + Sized {
     /// Runs the adapter's own `migrate` for this backend's table.
     fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
 
+    /// Runs the adapter's own `uninstall` for this backend's table.
+    fn uninstall(&self) -> impl Future<Output = Result<()>> + Send;
+
     /// Runs `sql` (no parameters) outside any transaction; returns the rows it changed.
     fn execute(&self, sql: &str) -> impl Future<Output = Result<u64>> + Send;
 
@@ -354,6 +357,49 @@ pub async fn a_corrupt_row_is_dead_lettered_and_the_rest_publish<B: SqlBackend>(
         0,
         "[{name}] the relay goes on"
     );
+}
+
+/// `uninstall` removes the table and everything `migrate` created beside it (the claims
+/// table and claim function on PostgreSQL), and can run again.
+pub async fn uninstall_removes_what_migrate_created<B: SqlBackend>(backend: Shared<B>) {
+    let name = backend.name();
+    let own = backend.with_table(&fresh_table(), 1024).unwrap();
+    own.migrate().await.unwrap();
+    commit_messages(&own, vec![keyed(0, "k")]).await.unwrap();
+    let s = own.statements();
+    let base = s.table.table();
+    let left = match s.dialect {
+        Dialect::Postgres => format!(
+            "SELECT (SELECT COUNT(*) FROM pg_class WHERE relname LIKE '{base}%') \
+             + (SELECT COUNT(*) FROM pg_proc WHERE proname LIKE '{base}%') AS n"
+        ),
+        Dialect::MySql => format!(
+            "SELECT COUNT(*) AS n FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name LIKE '{base}%'"
+        ),
+        Dialect::Sqlite => {
+            format!("SELECT COUNT(*) AS n FROM sqlite_master WHERE name LIKE '{base}%'")
+        }
+    };
+    let created = own.fetch_count(&left).await.unwrap();
+    let expected = if s.dialect == Dialect::Postgres { 3 } else { 1 };
+    assert!(
+        created >= expected,
+        "[{name}] migrate created {created} objects"
+    );
+
+    own.uninstall().await.unwrap();
+    assert_eq!(
+        own.fetch_count(&left).await.unwrap(),
+        0,
+        "[{name}] objects left"
+    );
+    let err = own.store().claim(10, LEASE).await.unwrap_err();
+    assert!(
+        matches!(err, Error::MissingTable { .. }),
+        "[{name}] {err:?}"
+    );
+    own.uninstall().await.unwrap();
 }
 
 /// A payload that cannot be serialized fails before anything is written.
@@ -778,6 +824,7 @@ macro_rules! adapter_suite {
             busy_keys_on_each_side_of_every_list_length,
             a_raised_payload_limit_takes_larger_messages,
             a_corrupt_row_is_dead_lettered_and_the_rest_publish,
+            uninstall_removes_what_migrate_created,
         );
     };
 }

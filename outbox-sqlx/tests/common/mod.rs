@@ -133,6 +133,10 @@ macro_rules! sql_backend {
                 self.outbox.migrate(&mut *conn).await
             }
 
+            async fn uninstall(&self) -> Result<()> {
+                self.store().uninstall().await
+            }
+
             async fn execute(&self, sql: &str) -> Result<u64> {
                 let done = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .execute(&self.pool)
