@@ -1,14 +1,14 @@
 //! The relay under publisher faults, on the in-memory store.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use outbox_core::memory::{CollectingPublisher, MemoryStore};
 use outbox_core::sql::DbError;
 use outbox_core::{
-    Claim, Envelope, Error, Failure, LeaseToken, Message, PublishError, Publisher, Relay, Result,
-    Settled, Settlement, Store,
+    BatchReport, Claim, Envelope, Error, Failure, LeaseToken, Message, PublishError, Publisher,
+    Relay, Result, Settled, Settlement, Store,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -80,10 +80,7 @@ async fn a_publisher_miscounting_its_outcomes_is_a_typed_error_and_nothing_is_se
         let relay = Relay::builder(store.clone(), Miscounts { extra })
             .build()
             .unwrap();
-        let err = relay
-            .process_batch(&CancellationToken::new())
-            .await
-            .unwrap_err();
+        let err = one_batch(&relay).await.unwrap_err();
         let returned = 3_usize.saturating_add_signed(extra);
         assert!(
             matches!(
@@ -102,49 +99,82 @@ async fn a_publisher_miscounting_its_outcomes_is_a_typed_error_and_nothing_is_se
     }
 }
 
-/// A store whose first `failures` settles fail with the error `make` builds.
-#[derive(Clone)]
-struct FlakySettle {
+/// The in-memory store with faults injected.
+#[derive(Clone, Default)]
+struct Faulty {
     inner: MemoryStore,
-    failures: u32,
-    make: fn() -> Error,
+    /// Every call fails as on a database that is down.
+    unreachable: bool,
+    /// The first claim blocks its thread this long (a synchronous driver, a slow DNS
+    /// lookup) and then finds nothing.
+    block_first_claim: Option<Duration>,
+    /// The first `settle_failures` settles fail with the error `settle_error` builds.
+    settle_failures: u32,
+    settle_error: Option<fn() -> Error>,
+    claims: Arc<AtomicU32>,
     settles: Arc<AtomicU32>,
+    unblocked: Arc<AtomicBool>,
 }
 
-impl FlakySettle {
-    fn new(failures: u32, make: fn() -> Error) -> Self {
+impl Faulty {
+    fn failing_settles(failures: u32, settle_error: fn() -> Error) -> Self {
         Self {
-            inner: MemoryStore::new(),
-            failures,
-            make,
-            settles: Arc::default(),
+            settle_failures: failures,
+            settle_error: Some(settle_error),
+            ..Self::default()
+        }
+    }
+
+    fn down(&self) -> Result<()> {
+        match self.unreachable {
+            true => Err(DbError::connection("connection refused (127.0.0.1:5432)").into()),
+            false => Ok(()),
         }
     }
 }
 
-impl Store for FlakySettle {
+impl Store for Faulty {
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim> {
+        self.down()?;
+        if let Some(block) = self.block_first_claim
+            && self.claims.fetch_add(1, Ordering::SeqCst) == 0
+        {
+            std::thread::sleep(block);
+            self.unblocked.store(true, Ordering::SeqCst);
+            return Ok(Claim::new(LeaseToken::random(), Vec::new()));
+        }
         self.inner.claim(limit, lease).await
     }
 
     async fn ack(&self, token: LeaseToken, seqs: &[i64]) -> Result<u64> {
+        self.down()?;
         self.inner.ack(token, seqs).await
     }
 
     async fn fail(&self, token: LeaseToken, failures: &[Failure]) -> Result<u64> {
+        self.down()?;
         self.inner.fail(token, failures).await
     }
 
     async fn release(&self, token: LeaseToken, seqs: &[i64]) -> Result<u64> {
+        self.down()?;
         self.inner.release(token, seqs).await
     }
 
     async fn settle(&self, token: LeaseToken, settlement: &Settlement) -> Result<Settled> {
-        if self.settles.fetch_add(1, Ordering::SeqCst) < self.failures {
-            return Err((self.make)());
+        self.down()?;
+        if let Some(error) = self.settle_error
+            && self.settles.fetch_add(1, Ordering::SeqCst) < self.settle_failures
+        {
+            return Err(error());
         }
         self.inner.settle(token, settlement).await
     }
+}
+
+/// One claim → publish → settle cycle.
+async fn one_batch<S: Store, P: Publisher>(relay: &Relay<S, P>) -> Result<BatchReport> {
+    relay.process_batch(&CancellationToken::new()).await
 }
 
 fn connection_reset() -> Error {
@@ -157,16 +187,13 @@ fn syntax_error() -> Error {
 
 #[tokio::test]
 async fn a_settle_that_fails_once_is_tried_again_and_nothing_is_published_twice() {
-    let store = FlakySettle::new(1, connection_reset);
+    let store = Faulty::failing_settles(1, connection_reset);
     store.inner.enqueue_committed(messages(3));
     let publisher = CollectingPublisher::new();
     let relay = Relay::builder(store.clone(), publisher.clone())
         .build()
         .unwrap();
-    let report = relay
-        .process_batch(&CancellationToken::new())
-        .await
-        .unwrap();
+    let report = one_batch(&relay).await.unwrap();
     assert_eq!(report.published, 3, "{report:?}");
     assert_eq!(store.settles.load(Ordering::SeqCst), 2, "one retry");
     assert!(
@@ -187,72 +214,31 @@ async fn a_settle_that_fails_once_is_tried_again_and_nothing_is_published_twice(
 
 #[tokio::test]
 async fn settle_retries_are_bounded_and_only_for_transient_errors() {
-    let store = FlakySettle::new(u32::MAX, connection_reset);
+    let store = Faulty::failing_settles(u32::MAX, connection_reset);
     store.inner.enqueue_committed(messages(1));
     let relay = Relay::builder(store.clone(), CollectingPublisher::new())
         .build()
         .unwrap();
-    let err = relay
-        .process_batch(&CancellationToken::new())
-        .await
-        .unwrap_err();
+    let err = one_batch(&relay).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     let tries = store.settles.load(Ordering::SeqCst);
     assert_eq!(tries, 4, "settle attempts: the first and three retries");
 
-    let store = FlakySettle::new(1, syntax_error);
+    let store = Faulty::failing_settles(1, syntax_error);
     store.inner.enqueue_committed(messages(1));
     let relay = Relay::builder(store.clone(), CollectingPublisher::new())
         .build()
         .unwrap();
-    let err = relay
-        .process_batch(&CancellationToken::new())
-        .await
-        .unwrap_err();
+    let err = one_batch(&relay).await.unwrap_err();
     assert!(!err.is_transient(), "{err:?}");
     assert_eq!(store.settles.load(Ordering::SeqCst), 1, "not retried");
 }
 
-/// A store whose first claim blocks its thread for `block` (a synchronous driver, a slow
-/// DNS lookup) and then finds nothing.
-#[derive(Clone)]
-struct BlockingFirstClaim {
-    inner: MemoryStore,
-    block: Duration,
-    claims: Arc<AtomicU32>,
-    unblocked: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Store for BlockingFirstClaim {
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Claim> {
-        if self.claims.fetch_add(1, Ordering::SeqCst) == 0 {
-            std::thread::sleep(self.block);
-            self.unblocked.store(true, Ordering::SeqCst);
-            return Ok(Claim::new(LeaseToken::random(), Vec::new()));
-        }
-        self.inner.claim(limit, lease).await
-    }
-
-    async fn ack(&self, token: LeaseToken, seqs: &[i64]) -> Result<u64> {
-        self.inner.ack(token, seqs).await
-    }
-
-    async fn fail(&self, token: LeaseToken, failures: &[Failure]) -> Result<u64> {
-        self.inner.fail(token, failures).await
-    }
-
-    async fn release(&self, token: LeaseToken, seqs: &[i64]) -> Result<u64> {
-        self.inner.release(token, seqs).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_call_that_blocks_its_thread_stalls_only_its_own_loop() {
-    let store = BlockingFirstClaim {
-        inner: MemoryStore::new(),
-        block: Duration::from_secs(3),
-        claims: Arc::default(),
-        unblocked: Arc::default(),
+    let store = Faulty {
+        block_first_claim: Some(Duration::from_secs(3)),
+        ..Faulty::default()
     };
     store.inner.enqueue_committed(messages(10));
     let publisher = CollectingPublisher::new();
@@ -299,13 +285,10 @@ async fn a_hung_publish_is_abandoned_before_the_lease_ends_and_its_messages_give
         .build()
         .unwrap();
     let started = std::time::Instant::now();
-    let report = tokio::time::timeout(
-        Duration::from_secs(10),
-        relay.process_batch(&CancellationToken::new()),
-    )
-    .await
-    .expect("a hung publish must not hang the batch")
-    .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(10), one_batch(&relay))
+        .await
+        .expect("a hung publish must not hang the batch")
+        .unwrap();
     let took = started.elapsed();
     assert!(took < lease, "the batch outlived its lease: {took:?}");
     assert!(report.publish_timed_out, "{report:?}");
@@ -318,31 +301,13 @@ async fn a_hung_publish_is_abandoned_before_the_lease_ends_and_its_messages_give
     );
 }
 
-/// A store whose database is unreachable.
-#[derive(Clone)]
-struct Unreachable;
-
-impl Store for Unreachable {
-    async fn claim(&self, _: usize, _: Duration) -> Result<Claim> {
-        Err(DbError::connection("connection refused (127.0.0.1:5432)").into())
-    }
-
-    async fn ack(&self, _: LeaseToken, _: &[i64]) -> Result<u64> {
-        Err(DbError::connection("connection refused").into())
-    }
-
-    async fn fail(&self, _: LeaseToken, _: &[Failure]) -> Result<u64> {
-        Err(DbError::connection("connection refused").into())
-    }
-
-    async fn release(&self, _: LeaseToken, _: &[i64]) -> Result<u64> {
-        Err(DbError::connection("connection refused").into())
-    }
-}
-
 #[tokio::test]
 async fn an_unreachable_database_shows_in_health_and_ends_the_run_after_give_up_after() {
-    let relay = Relay::builder(Unreachable, CollectingPublisher::new())
+    let unreachable = Faulty {
+        unreachable: true,
+        ..Faulty::default()
+    };
+    let relay = Relay::builder(unreachable, CollectingPublisher::new())
         .unavailable_backoff(Duration::from_millis(10), Duration::from_millis(40))
         .give_up_after(Duration::from_millis(300))
         .build()

@@ -151,6 +151,24 @@ fn start_nats(port: u16) -> NatsServer {
     NatsServer { child, _dir: dir }
 }
 
+/// Creates the in-memory stream `name` on subjects `name.>` as soon as a server started by
+/// this test answers.
+async fn stream_once_up(js: &jetstream::Context, name: &str) -> stream::Stream {
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let config = stream::Config {
+            name: name.into(),
+            subjects: vec![format!("{name}.>")],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        };
+        if let Ok(stream) = js.create_stream(config).await {
+            return stream;
+        }
+    }
+    panic!("the NATS server started by this test never came up");
+}
+
 /// The broker is down when the relay starts: messages stay in the outbox, no attempt is
 /// counted, and everything is published once the broker is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,23 +224,7 @@ async fn unreachable_nats_keeps_messages_pending_until_it_is_back() {
     );
 
     let _server = start_nats(port);
-    let mut stream = None;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Ok(s) = js
-            .create_stream(stream::Config {
-                name: "outage".into(),
-                subjects: vec!["outage.>".into()],
-                storage: stream::StorageType::Memory,
-                ..Default::default()
-            })
-            .await
-        {
-            stream = Some(s);
-            break;
-        }
-    }
-    let mut stream = stream.expect("the NATS server started by this test never came up");
+    let mut stream = stream_once_up(&js, "outage").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while store.stats().await.unwrap().unpublished() > 0 {
         assert!(
@@ -272,24 +274,7 @@ async fn connect_starts_with_the_server_down_and_publishes_once_it_is_up() {
     );
 
     let _server = start_nats(port);
-    let js = publisher.context().clone();
-    let mut stream = None;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Ok(s) = js
-            .create_stream(stream::Config {
-                name: "late".into(),
-                subjects: vec!["late.>".into()],
-                storage: stream::StorageType::Memory,
-                ..Default::default()
-            })
-            .await
-        {
-            stream = Some(s);
-            break;
-        }
-    }
-    let mut stream = stream.expect("the NATS server started by this test never came up");
+    let mut stream = stream_once_up(publisher.context(), "late").await;
     let outcomes = publisher.publish(&[envelope(1, &msg)]).await;
     assert!(matches!(outcomes.as_slice(), [Ok(())]), "{outcomes:?}");
     assert_eq!(stream.info().await.unwrap().state.messages, 1);
