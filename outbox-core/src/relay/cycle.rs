@@ -97,7 +97,7 @@ impl<S: Store, P: Publisher> Relay<S, P> {
             .collect();
         report.dead = failures.len() as u64;
         if !failures.is_empty() {
-            metrics::counter!("outbox_dead_lettered_total", "event_type" => "")
+            metrics::counter!("outbox_dead_lettered_total", "event_type" => "(corrupt row)")
                 .increment(report.dead);
         }
         let mut released: Vec<i64> = Vec::new();
