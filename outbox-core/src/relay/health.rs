@@ -53,7 +53,10 @@ impl HealthCell {
     pub(crate) fn batch_done(&self, broker_error: Option<&str>) {
         let now = SystemTime::now();
         self.0.send_if_modified(|h| {
-            let before = h.clone();
+            // `last_claim` moves on every batch; tell watchers only when the state changes.
+            let changed = h.last_claim.is_none()
+                || h.failing_since.is_some()
+                || h.broker_unavailable_since.is_some() != broker_error.is_some();
             h.last_claim = Some(now);
             h.failing_since = None;
             h.error = None;
@@ -67,10 +70,7 @@ impl HealthCell {
                     h.broker_error = None;
                 }
             }
-            // `last_claim` moves on every batch; tell watchers only when the state changes.
-            before.failing_since != h.failing_since
-                || before.broker_unavailable_since != h.broker_unavailable_since
-                || before.last_claim.is_none()
+            changed
         });
     }
 

@@ -244,7 +244,8 @@ impl<S: Store, P: Publisher> Relay<S, P> {
                 }
                 Err(err @ Error::MissingTable { .. }) => return Err(err),
                 Err(err) => {
-                    let since = self.inner.health.batch_failed(&err.to_string());
+                    let last_error = err.to_string();
+                    let since = self.inner.health.batch_failed(&last_error);
                     let failing = since.elapsed().unwrap_or_default();
                     if let Some(limit) = config.give_up_after
                         && failing >= limit
@@ -252,7 +253,7 @@ impl<S: Store, P: Publisher> Relay<S, P> {
                         tracing::error!(worker, error = %err, ?failing, "outbox relay giving up");
                         return Err(Error::GaveUp {
                             after: failing,
-                            last_error: err.to_string(),
+                            last_error,
                         });
                     }
                     tracing::warn!(worker, error = %err, "outbox relay batch failed; backing off");
