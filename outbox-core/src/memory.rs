@@ -237,6 +237,30 @@ impl Store for MemoryStore {
         }
         std::future::ready(Ok(changed))
     }
+
+    fn renew(
+        &self,
+        token: LeaseToken,
+        seqs: &[i64],
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let held = seqs.iter().all(|seq| {
+            state.rows.get(seq).is_some_and(|row| {
+                row.lease
+                    .is_some_and(|(t, until)| t == token && until > now)
+            })
+        });
+        if held {
+            for seq in seqs {
+                if let Some(row) = state.rows.get_mut(seq) {
+                    row.lease = Some((token, now + lease));
+                }
+            }
+        }
+        std::future::ready(Ok(held))
+    }
 }
 
 impl Inspect for MemoryStore {

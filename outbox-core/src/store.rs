@@ -86,8 +86,9 @@ pub struct Failure {
 ///   or with an expired lease) and that follow the **per-key rule**: a keyed row is claimed only
 ///   if every older live row (pending, claimed, failed; not dead) of its key is claimed in the
 ///   same call. Rows are returned in sequence order. Unkeyed rows have no such rule.
-/// * `ack`, `fail` and `release` change only rows still leased with `token` and return how many
-///   they changed; rows claimed since by someone else are left alone.
+/// * `ack`, `fail`, `release` and `renew` change only rows still leased with `token` (`ack`,
+///   `fail` and `release` return how many they changed); rows claimed since by someone else
+///   are left alone.
 /// * Nothing here holds a database transaction open between calls.
 ///
 /// The conformance suite (`testing` feature) checks all of this on a real database.
@@ -109,6 +110,22 @@ pub trait Store: Send + Sync + 'static {
     /// Gives rows back unchanged (no attempt counted), for shutdown and for rows that must wait
     /// behind an earlier failure of their key.
     fn release(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Extends the lease of the claim `token`, whose rows are `seqs`, to `lease` from now, and
+    /// returns `true`, if every one of those rows is still leased with `token`; otherwise
+    /// returns `false` (the lease ran out, or rows were settled or claimed by another relay
+    /// since), and the relay counts the whole claim as lost.
+    ///
+    /// The relay claims with a short lease and renews it while a batch is in flight, so the
+    /// keys of a relay that dies are free again within that short lease, however long the
+    /// batch may take. A lease that has run out is never renewed: another relay may already
+    /// hold the rows.
+    fn renew(
+        &self,
+        token: LeaseToken,
+        seqs: &[i64],
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
 
     /// Settles a whole claim at once: acks `settlement.published`, fails `settlement.failed`,
     /// releases `settlement.released`, and ends the claim. The relay calls this once per batch.
@@ -241,6 +258,15 @@ impl<S: Store> Store for std::sync::Arc<S> {
 
     fn release(&self, token: LeaseToken, seqs: &[i64]) -> impl Future<Output = Result<u64>> + Send {
         (**self).release(token, seqs)
+    }
+
+    fn renew(
+        &self,
+        token: LeaseToken,
+        seqs: &[i64],
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        (**self).renew(token, seqs, lease)
     }
 
     fn settle(

@@ -111,6 +111,8 @@ struct Faulty {
     /// The first `settle_failures` settles fail with the error `settle_error` builds.
     settle_failures: u32,
     settle_error: Option<fn() -> Error>,
+    /// Every lease renewal fails as on a lost connection.
+    renewals_fail: bool,
     claims: Arc<AtomicU32>,
     settles: Arc<AtomicU32>,
     unblocked: Arc<AtomicBool>,
@@ -159,6 +161,14 @@ impl Store for Faulty {
     async fn release(&self, token: LeaseToken, seqs: &[i64]) -> Result<u64> {
         self.down()?;
         self.inner.release(token, seqs).await
+    }
+
+    async fn renew(&self, token: LeaseToken, seqs: &[i64], lease: Duration) -> Result<bool> {
+        self.down()?;
+        if self.renewals_fail {
+            return Err(connection_reset());
+        }
+        self.inner.renew(token, seqs, lease).await
     }
 
     async fn settle(&self, token: LeaseToken, settlement: &Settlement) -> Result<Settled> {
@@ -387,4 +397,52 @@ async fn health_reports_successful_claims_and_a_broker_outage() {
     assert!(!health.is_healthy());
     stop.cancel();
     running.await.unwrap().unwrap();
+}
+
+/// A broker that takes 300 ms per batch.
+struct Slow(CollectingPublisher);
+
+impl Publisher for Slow {
+    async fn publish(&self, batch: &[Envelope]) -> Vec<Result<(), PublishError>> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.0.publish(batch).await
+    }
+}
+
+#[tokio::test]
+async fn a_relay_that_cannot_renew_its_lease_stops_publishing_before_the_heartbeat_lease_ends() {
+    let store = Faulty {
+        renewals_fail: true,
+        ..Faulty::default()
+    };
+    // Five messages of one key: five rounds of 300 ms, well past the 1 s heartbeat lease.
+    store.inner.enqueue_committed((0..5).map(|i| {
+        Message::bytes("order.created", format!("{i}"))
+            .unwrap()
+            .key("k")
+            .unwrap()
+    }));
+    let publisher = CollectingPublisher::new();
+    let relay = Relay::builder(store.clone(), Slow(publisher.clone()))
+        .lease(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let report = one_batch(&relay).await.unwrap();
+    let took = started.elapsed();
+    assert!(report.lease_expired, "{report:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "published on an unrenewed lease for {took:?}"
+    );
+    let published = publisher.published().len() as u64;
+    assert!(
+        (1..5).contains(&published),
+        "{published} of 5 rounds published on an unrenewed lease"
+    );
+    assert_eq!(
+        (report.published, report.released),
+        (published, 5 - published),
+        "{report:?}"
+    );
 }

@@ -43,7 +43,7 @@ impl RelayConfig {
         self.batch_size
     }
 
-    /// How long a claim is leased.
+    /// How long one batch may hold its rows.
     pub fn lease(&self) -> Duration {
         self.lease
     }
@@ -80,9 +80,15 @@ impl<S: Store, P: Publisher> RelayBuilder<S, P> {
         self
     }
 
-    /// How long a relay owns the rows it claimed (default 30 s, at least 100 ms). A relay that
-    /// has not settled its rows by then loses them to the next claim, and its late acks are
-    /// refused. Set it well above the broker's worst acknowledgement time.
+    /// How long one batch may hold the rows it claimed (default 30 s, at least 100 ms). A relay
+    /// that has not settled its rows by then gives them back (or loses them to the next
+    /// claim, and its late acks are refused). Set it well above the broker's worst
+    /// acknowledgement time.
+    ///
+    /// This does not make a crashed relay's keys wait that long: rows are claimed for one
+    /// second at a time and the lease is renewed while the batch runs, so the keys of a relay
+    /// that dies mid-batch flow again (through another relay) about a second later. A relay
+    /// that cannot renew in time (its database unreachable) stops publishing the batch.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.config.lease = lease;
         self

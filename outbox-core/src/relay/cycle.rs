@@ -1,11 +1,14 @@
 //! One claim → publish → settle cycle.
 
 use std::collections::HashSet;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::lease::Lease;
 use super::{Relay, rounds};
 use crate::error::{Error, Result};
 use crate::message::Envelope;
@@ -36,10 +39,12 @@ pub struct BatchReport {
     /// Less than a quarter of the lease was left before a publish round, or a publish was
     /// still unanswered with an eighth of it left, so the rest of the batch was given back
     /// unpublished (a stalled relay must not publish rows whose lease another relay may
-    /// already hold).
+    /// already hold). The lease is the configured one, or the renewed heartbeat lease when a
+    /// renewal did not come in time.
     pub lease_expired: bool,
     /// A publish call did not return before its deadline (an eighth of the lease before the
-    /// lease ends) and was abandoned; its messages were given back.
+    /// lease ends: the configured lease, or the heartbeat lease when renewals stopped coming)
+    /// and was abandoned; its messages were given back.
     pub publish_timed_out: bool,
 }
 
@@ -57,14 +62,10 @@ impl<S: Store, P: Publisher> Relay<S, P> {
         let config = &inner.config;
         // Measured before the claim is sent: the lease runs from the database's clock at claim
         // time, which cannot be earlier than this.
-        let claimed_at = Instant::now();
-        let publish_until = claimed_at + config.lease - config.lease / 4;
-        // A publish still running this close to the lease's end is abandoned (dropping the
-        // call hands the broker nothing more), leaving time to settle before the lease ends.
-        let publish_deadline = claimed_at + config.lease - config.lease / 8;
+        let mut lease = Lease::new(Instant::now(), config.lease);
         let claim = inner
             .store
-            .claim(config.batch_size, config.lease)
+            .claim(config.batch_size, Lease::claim_lease(config.lease))
             .instrument(tracing::debug_span!(
                 "outbox.claim",
                 limit = config.batch_size
@@ -78,6 +79,10 @@ impl<S: Store, P: Publisher> Relay<S, P> {
             return Ok(report);
         }
         metrics::counter!("outbox_claimed_total").increment(report.claimed);
+        lease.keep_alive(self, claim.token, || {
+            let rows = claim.messages.iter().map(|m| m.seq);
+            rows.chain(claim.corrupt.iter().map(|c| c.seq)).collect()
+        });
 
         let (messages, ends) = rounds::plan(claim.messages);
         let mut published: Vec<i64> = Vec::with_capacity(messages.len());
@@ -109,11 +114,10 @@ impl<S: Store, P: Publisher> Relay<S, P> {
         for end in ends {
             let round = &messages[start..end];
             start = end;
-            if !report.lease_expired && Instant::now() >= publish_until {
+            if !report.lease_expired && !lease.round_may_start() {
                 report.lease_expired = true;
                 tracing::warn!(
                     lease = ?config.lease,
-                    elapsed = ?claimed_at.elapsed(),
                     "lease nearly spent before publishing; giving the rest of the batch back"
                 );
                 metrics::counter!("outbox_lease_expired_batches_total").increment(1);
@@ -151,8 +155,12 @@ impl<S: Store, P: Publisher> Relay<S, P> {
                     "outbox.publish",
                     messages = batch.len()
                 ));
-            let Ok(outcomes) = tokio::time::timeout_at(publish_deadline.into(), publish).await
-            else {
+            let outcomes = tokio::select! {
+                biased;
+                outcomes = publish => Some(outcomes),
+                () = lease.publish_deadline() => None,
+            };
+            let Some(outcomes) = outcomes else {
                 tracing::warn!(
                     lease = ?config.lease,
                     messages = batch.len(),
@@ -234,9 +242,9 @@ impl<S: Store, P: Publisher> Relay<S, P> {
             failed: failures,
             released,
         };
-        let lease_end = claimed_at + config.lease;
+        lease.stop_renewing();
         let settled = self
-            .settle(claim.token, &settlement, lease_end)
+            .settle(claim.token, &settlement, &lease)
             .instrument(tracing::debug_span!(
                 "outbox.settle",
                 published = settlement.published.len(),
@@ -284,7 +292,7 @@ impl<S: Store, P: Publisher> Relay<S, P> {
         &self,
         token: crate::store::LeaseToken,
         settlement: &Settlement,
-        lease_end: Instant,
+        lease: &Lease,
     ) -> Result<crate::store::Settled> {
         let mut pause = std::time::Duration::from_millis(25);
         let mut attempt = 1;
@@ -293,7 +301,9 @@ impl<S: Store, P: Publisher> Relay<S, P> {
                 Err(err)
                     if err.is_transient()
                         && attempt < SETTLE_ATTEMPTS
-                        && Instant::now() + pause < lease_end =>
+                        && lease
+                            .valid_until()
+                            .is_some_and(|ends| Instant::now() + pause < ends) =>
                 {
                     tracing::warn!(error = %err, attempt, "settling the batch failed; trying again");
                     metrics::counter!("outbox_settle_retries_total").increment(1);

@@ -5,6 +5,7 @@
 mod builder;
 mod cycle;
 mod health;
+mod lease;
 mod rounds;
 
 use std::future::Future;

@@ -276,6 +276,9 @@ pub struct RowLeaseSql {
     /// Fail rows. Parameters: a JSON array of `[id, retry delay in microseconds, dead (0/1),
     /// error]` arrays, then the token.
     pub fail: String,
+    /// Extend the lease of rows still leased with the token and not expired. Parameters: the
+    /// ids as a JSON array, the lease in microseconds, then the token.
+    pub renew: String,
 }
 
 /// The MySQL claim's steps, which run as several statements in one transaction because MySQL

@@ -131,6 +131,10 @@ fn row_lease(t: &str) -> RowLeaseSql {
              o.lease_token = NULL"
         )),
         release: fenced("o.lease_until = NULL, o.lease_token = NULL"),
+        renew: format!(
+            "UPDATE {by_ids} SET o.lease_until = TIMESTAMPADD(MICROSECOND, ?, {NOW}) \
+             WHERE o.lease_token = ? AND o.lease_until > {NOW}"
+        ),
         fail: format!(
             "UPDATE JSON_TABLE(?, '$[*]' COLUMNS (
         id BIGINT PATH '$[0]', delay BIGINT PATH '$[1]', dead INT PATH '$[2]',

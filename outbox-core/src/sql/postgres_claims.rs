@@ -37,6 +37,9 @@ pub struct ClaimsSql {
     /// Fails some rows of a claim. Parameters: ids, delays (µs), errors, dead flags, token.
     /// Returns the count as `changed`.
     pub fail: String,
+    /// Extends a live claim's lease. Parameters: token, lease in microseconds, the claim's
+    /// ids. Returns `changed`: 1 when the claim was live and still held every id, else 0.
+    pub renew: String,
     /// `true` when a row (aliased `o`) is in a live claim.
     pub leased: String,
 }
@@ -215,6 +218,13 @@ SELECT count(*) AS changed FROM failed",
                 "unnest($1::bigint[], $2::bigint[], $3::text[], $4::bool[])",
                 claimed
             ),
+        ),
+        renew: format!(
+            "WITH renewed AS (
+    UPDATE {c} SET lease_until = now() + $2 * interval '1 microsecond'
+    WHERE token = $1 AND lease_until > now() AND ids @> $3::bigint[] RETURNING 1
+)
+SELECT count(*) AS changed FROM renewed"
         ),
         leased: format!(
             "EXISTS (SELECT 1 FROM {c} k WHERE k.lease_until > now() AND o.id = ANY(k.ids))"

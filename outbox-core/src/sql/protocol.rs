@@ -482,6 +482,11 @@ operations! {
     mode(op) row_lease_mode(&op.s, op.seqs.len() > rows_per_statement(op.s.dialect));
     run(op, exec) { settle_rows(exec, &op.s, op.kind, op.token, &op.seqs).await }
 
+    /// Extends the lease of a claim's rows; `true` when every row was still leased.
+    RenewRows { token: LeaseToken, seqs: Vec<i64>, lease: Duration } -> bool;
+    mode(op) row_lease_mode(&op.s, op.seqs.len() > rows_per_statement(op.s.dialect));
+    run(op, exec) { renew_rows(exec, &op.s, op.token, &op.seqs, op.lease).await }
+
     /// Records failed attempts.
     FailRows { token: LeaseToken, failures: Vec<Failure> } -> u64;
     mode(op) row_lease_mode(&op.s, op.failures.len() > rows_per_statement(op.s.dialect));
@@ -693,6 +698,32 @@ async fn settle_rows<E: Executor>(
         changed += execute(exec, s, query).await?;
     }
     Ok(changed)
+}
+
+async fn renew_rows<E: Executor>(
+    exec: &mut E,
+    s: &Statements,
+    token: LeaseToken,
+    seqs: &[i64],
+    lease: Duration,
+) -> Result<bool> {
+    if let Some(claims) = &s.claims {
+        let query = Query::new(&claims.renew, columns::CHANGED)
+            .bind(Param::I64(token.0))
+            .bind(Param::I64(micros(lease)))
+            .bind(Param::I64Array(seqs));
+        return Ok(changed(fetch(exec, s, query).await?)? == 1);
+    }
+    let mut renewed = 0;
+    for chunk in seqs.chunks(rows_per_statement(s.dialect)) {
+        let ids = json(chunk)?;
+        let query = Query::statement(&row_lease(s).renew)
+            .bind(Param::Text(Some(&ids)))
+            .bind(Param::I64(micros(lease)))
+            .bind(Param::I64(token.0));
+        renewed += execute(exec, s, query).await?;
+    }
+    Ok(renewed == seqs.len() as u64)
 }
 
 /// Failures as the column arrays the PostgreSQL statements unnest.

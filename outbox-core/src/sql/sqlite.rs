@@ -94,7 +94,8 @@ WHERE id IN (SELECT id FROM picked)
 RETURNING {ENVELOPE_COLUMNS}"
     );
 
-    // The rows come as one JSON array (`json_each`), so every statement has two parameters.
+    // The rows come as one JSON array (`json_each`), so every statement has two parameters
+    // (the renewal a third: the lease).
     let fenced = "id IN (SELECT value FROM json_each(?1)) AND lease_token = ?2";
     let row_lease = RowLeaseSql {
         ack_delete: format!("DELETE FROM {t} WHERE {fenced}"),
@@ -103,6 +104,11 @@ RETURNING {ENVELOPE_COLUMNS}"
              lease_token = NULL WHERE {fenced}"
         ),
         release: format!("UPDATE {t} SET lease_until = NULL, lease_token = NULL WHERE {fenced}"),
+        renew: format!(
+            "UPDATE {t} SET lease_until = {now} + ?2 \
+             WHERE id IN (SELECT value FROM json_each(?1)) AND lease_token = ?3 \
+             AND lease_until > {now}"
+        ),
         fail: format!(
             "UPDATE {t} AS o SET attempts = o.attempts + 1, last_error = f.value ->> '$[3]',
     state = CASE WHEN f.value ->> '$[2]' = 1 THEN {dead} ELSE o.state END,

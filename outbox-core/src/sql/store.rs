@@ -7,8 +7,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::protocol::{
-    ClaimRows, FailRows, Get, List, Migrate, Operation, PurgePublished, RetryDead, Settle,
-    SettleClaim, SettleRows, Stats, Uninstall,
+    ClaimRows, FailRows, Get, List, Migrate, Operation, PurgePublished, RenewRows, RetryDead,
+    Settle, SettleClaim, SettleRows, Stats, Uninstall,
 };
 use super::{Dialect, Statements};
 use crate::error::Result;
@@ -198,6 +198,20 @@ impl<P: SqlPool> Store for SqlStore<P> {
             kind: Settle::Release,
             token,
             seqs: seqs.to_vec(),
+        })
+    }
+
+    fn renew(
+        &self,
+        token: LeaseToken,
+        seqs: &[i64],
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        self.pool.run(RenewRows {
+            s: self.s(),
+            token,
+            seqs: seqs.to_vec(),
+            lease,
         })
     }
 

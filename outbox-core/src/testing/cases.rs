@@ -999,3 +999,148 @@ pub async fn list_pages_in_sequence_order_by_status<B: Backend>(backend: Shared<
     assert_eq!(dead[0].status, Status::Dead, "[{name}]");
     assert_eq!(dead[0].last_error.as_deref(), Some("refused"), "[{name}]");
 }
+
+/// `renew` extends a live lease, and refuses one that ran out, one another relay holds now,
+/// a wrong token, and rows that are not the claim's.
+pub async fn leases_are_renewed_only_while_they_hold<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let batch: Vec<Message> = (0..3).map(|n| msg("e", Some("k"), n)).collect();
+    commit_messages(&*backend, batch).await.unwrap();
+    let store = backend.store();
+    let short = Duration::from_millis(300);
+    let claim = store.claim(10, short).await.unwrap();
+    let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs.len(), 3, "[{name}] first claim");
+    assert!(
+        store.renew(claim.token, &seqs, short).await.unwrap(),
+        "[{name}] a live lease was not renewed"
+    );
+    assert!(
+        !store
+            .renew(crate::store::LeaseToken(claim.token.0 ^ 1), &seqs, short)
+            .await
+            .unwrap(),
+        "[{name}] a wrong token renewed the lease"
+    );
+    let mut more = seqs.clone();
+    more.push(seqs[2] + 1_000_000);
+    assert!(
+        !store.renew(claim.token, &more, short).await.unwrap(),
+        "[{name}] rows outside the claim were renewed"
+    );
+    // Renewed every 150 ms, the 300 ms lease holds for 750 ms.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            store.renew(claim.token, &seqs, short).await.unwrap(),
+            "[{name}] a renewed lease ran out early"
+        );
+        assert!(
+            store.claim(10, LONG).await.unwrap().is_empty(),
+            "[{name}] rows under a renewed lease were claimed again"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(
+        !store.renew(claim.token, &seqs, LONG).await.unwrap(),
+        "[{name}] a lease that ran out was renewed"
+    );
+    let next = store.claim(10, LONG).await.unwrap();
+    assert_eq!(next.messages.len(), 3, "[{name}] reclaim after expiry");
+    assert!(
+        !store.renew(claim.token, &seqs, LONG).await.unwrap(),
+        "[{name}] a lease another relay holds was renewed"
+    );
+    assert!(
+        store.renew(next.token, &seqs, LONG).await.unwrap(),
+        "[{name}] the new owner's renewal"
+    );
+}
+
+/// A relay publishing a batch for longer than the heartbeat lease keeps its rows: no other
+/// relay claims them while it lives, and everything is published once.
+pub async fn a_living_relay_keeps_its_claim_past_the_heartbeat_lease<B: Backend>(
+    backend: Shared<B>,
+) {
+    let name = backend.name();
+    let batch: Vec<Message> = (0..4).map(|n| msg("e", Some("k"), n)).collect();
+    let all: HashSet<Uuid> = batch.iter().map(Message::id).collect();
+    commit_messages(&*backend, batch).await.unwrap();
+    let publisher = CollectingPublisher::new();
+    // Four rounds of 700 ms: 2.8 s in flight, nearly three heartbeat leases.
+    let relay = Relay::builder(
+        backend.store(),
+        SlowPublisher::new(publisher.clone(), Duration::from_millis(700)),
+    )
+    .batch_size(10)
+    .lease(LONG)
+    .build()
+    .unwrap();
+    let batch = tokio::spawn(async move { relay.process_batch(&CancellationToken::new()).await });
+    let other = backend.store();
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let claim = other.claim(10, LONG).await.unwrap();
+        assert!(
+            claim.is_empty(),
+            "[{name}] another relay claimed {} rows of a living relay's batch",
+            claim.messages.len()
+        );
+    }
+    let report = batch.await.unwrap().unwrap();
+    assert_eq!(
+        (report.published, report.released, report.fenced),
+        (4, 0, 0),
+        "[{name}] {report:?}"
+    );
+    assert_exactly_once(&name, &publisher.published(), &all);
+}
+
+/// A relay that dies mid-batch (its task dropped: no more renewals, no settlement) holds its
+/// keys for the heartbeat lease, not for the configured 30 s lease: another relay publishes
+/// them within seconds.
+pub async fn a_dead_relays_keys_flow_again_within_the_heartbeat_lease<B: Backend>(
+    backend: Shared<B>,
+) {
+    let name = backend.name();
+    let batch: Vec<Message> = (0..3).map(|n| msg("e", Some("k"), n)).collect();
+    let order: Vec<Uuid> = batch.iter().map(Message::id).collect();
+    commit_messages(&*backend, batch).await.unwrap();
+    let dying = Relay::builder(
+        backend.store(),
+        SlowPublisher::new(CollectingPublisher::new(), Duration::from_secs(3600)),
+    )
+    .batch_size(10)
+    .lease(LONG)
+    .build()
+    .unwrap();
+    let batch = tokio::spawn(async move { dying.process_batch(&CancellationToken::new()).await });
+    let store = backend.store();
+    wait_until(WAIT, "the dying relay's claim", || async {
+        store.stats().await.unwrap().claimed == 3
+    })
+    .await;
+    // Held across renewals while it lives...
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        store.claim(10, LONG).await.unwrap().is_empty(),
+        "[{name}] a living relay's rows were claimed"
+    );
+    batch.abort();
+    let died = Instant::now();
+    let publisher = CollectingPublisher::new();
+    let relay = fast_relay(&*backend, publisher.clone(), 10);
+    let (stop, handle) = spawn_relay(relay);
+    wait_until(WAIT, "the dead relay's key to flow again", || async {
+        publisher.published().len() == 3
+    })
+    .await;
+    let recovered = died.elapsed();
+    stop_relays(vec![(stop, handle)]).await;
+    assert_eq!(ids(&publisher.published()), order, "[{name}] key order");
+    assert!(
+        recovered < LONG / 3,
+        "[{name}] the dead relay's key waited {recovered:?}: its configured lease, not the \
+         heartbeat lease"
+    );
+}
