@@ -8,10 +8,12 @@
 //! `mysql://root@127.0.0.1:3306/test`) and `NATS_URL` (default `127.0.0.1:4222`); SQLite runs
 //! on a fresh file in the temp directory. Single scenarios: `drain [--rows N] [--batch B]
 //! [--relays R] [--concurrency C] [--keys one|skewed|N] [--publisher nats] [--db ...]`,
-//! `latency [--seconds S] [--rate R] [--db ...]`, `keepup [--seconds S] [--db ...]`, and on
+//! `latency [--seconds S] [--rate R] [--db ...]`, `keepup [--seconds S] [--db ...]`,
+//! `crash [--rounds N] [--db ...]`, and on
 //! PostgreSQL only `profile`, `latency --sidecar notify|poll` and `notify`.
 
 mod backend;
+mod crash;
 mod drain;
 mod enqueue;
 mod fixtures;
@@ -52,6 +54,7 @@ struct Plan {
     notify_seconds: u64,
     peer_rows: usize,
     peer_batches: &'static [usize],
+    crash_rounds: usize,
 }
 
 const FULL: Plan = Plan {
@@ -66,6 +69,7 @@ const FULL: Plan = Plan {
     notify_seconds: 4,
     peer_rows: 50_000,
     peer_batches: &[500, 1_000, 5_000],
+    crash_rounds: 20,
 };
 
 const QUICK: Plan = Plan {
@@ -80,6 +84,7 @@ const QUICK: Plan = Plan {
     notify_seconds: 1,
     peer_rows: 10_000,
     peer_batches: &[1_000],
+    crash_rounds: 5,
 };
 
 /// Sends SIGINT to `child`, the way an orchestrator stops a relay.
@@ -148,7 +153,11 @@ async fn main() -> Result<(), BoxError> {
             other::<MySql>(&args, &pool, &url, &nats).await
         }
         "sqlite" => {
-            let path = std::env::temp_dir().join(format!("outbox-bench-{}.db", std::process::id()));
+            // A child process (`crash-relay`) opens its parent's file and leaves it in place.
+            let child_of = value(&args, "--sqlite-file")?.map(std::path::PathBuf::from);
+            let path = child_of.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("outbox-bench-{}.db", std::process::id()))
+            });
             let options = SqliteConnectOptions::new()
                 .filename(&path)
                 .create_if_missing(true)
@@ -161,6 +170,9 @@ async fn main() -> Result<(), BoxError> {
                 .await?;
             let result = other::<Sqlite>(&args, &pool, &path.display().to_string(), &nats).await;
             pool.close().await;
+            if child_of.is_some() {
+                return result;
+            }
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
             }
@@ -189,12 +201,43 @@ async fn other<DB: Backend>(
         Some("drain") => drain_command(args, pool, nats).await,
         Some("latency") => latency_command(args, pool, nats).await,
         Some("keepup") => keepup_command(args, pool, nats).await,
+        Some("crash") => crash_command(args, pool, url).await,
+        Some("crash-relay") => crash::child(args, pool).await,
         _ => Err(format!(
-            "usage with --db {}: outbox-bench suite [--quick] | drain | latency | keepup",
+            "usage with --db {}: outbox-bench suite [--quick] | drain | latency | keepup | crash",
             DB::DB_NAME
         )
         .into()),
     }
+}
+
+/// The arguments that make a child process of this binary open the database `url` is for.
+fn crash_child_args<DB: Backend>(url: &str) -> Vec<String> {
+    let mut args = vec!["--db".to_owned(), DB::DB_NAME.to_owned()];
+    if DB::DB_NAME == "sqlite" {
+        args.extend(["--sqlite-file".to_owned(), url.to_owned()]);
+    }
+    args
+}
+
+async fn crash_command<DB: Backend>(
+    args: &[String],
+    pool: &Pool<DB>,
+    url: &str,
+) -> Result<(), BoxError> {
+    let rounds = flag(args, "--rounds", 20)?;
+    let samples = crash::run(pool, &crash_child_args::<DB>(url), rounds).await?;
+    let ms: Vec<String> = samples
+        .iter()
+        .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
+        .collect();
+    println!(
+        "crash recovery over {rounds} kills: p50 {:.0} ms, p99 {:.0} ms ({} ms)",
+        crash::percentile_ms(&samples, 50.0),
+        crash::percentile_ms(&samples, 99.0),
+        ms.join(", ")
+    );
+    Ok(())
 }
 
 /// Prints the table and writes the summary file.
@@ -328,6 +371,8 @@ async fn postgres(
             Ok(())
         }
         Some("keepup") => keepup_command(args, pool, nats).await,
+        Some("crash") => crash_command(args, pool, url).await,
+        Some("crash-relay") => crash::child(args, pool).await,
         Some("notify") => {
             let ratio = notify::ratio(pool, 3, 4).await?;
             println!("notify_commit_ratio {ratio:.3}");
@@ -458,6 +503,15 @@ async fn common_suite<DB: Backend>(
     let (p50, p99) = latency::in_process(pool, nats, 1_000, plan.latency_seconds).await?;
     summary.ratio("e2e_p50_ms", p50, "< 2");
     summary.ratio("e2e_p99_ms", p99, "< 5");
+
+    progress("crash recovery: a relay SIGKILLed mid-batch, its keys published by another");
+    let samples = crash::run(pool, &crash_child_args::<DB>(url), plan.crash_rounds).await?;
+    summary.ratio(
+        "crash_recovery_p99_ms",
+        crash::percentile_ms(&samples, 99.0),
+        "< 2000",
+    );
+    summary.value("crash_recovery_p50_ms", crash::percentile_ms(&samples, 50.0));
 
     progress("keep-up: 8 producers at full speed, relay in-process to NATS JetStream");
     let k = keepup::run(pool, nats, plan.keepup_seconds).await?;
