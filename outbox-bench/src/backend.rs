@@ -23,6 +23,12 @@ pub(crate) trait Backend:
     /// Runs `sql` without binds and returns the rows it affected.
     fn exec(pool: &Pool<Self>, sql: &str) -> impl Future<Output = Result<u64, BoxError>> + Send;
 
+    /// `outbox` with keyed inserts not locking their keys, where that is an option (MySQL).
+    fn without_key_locks(outbox: Outbox<Self>) -> Option<Outbox<Self>> {
+        let _ = outbox;
+        None
+    }
+
     /// Refreshes the planner's statistics of `table` after a bulk load.
     fn analyze(table: &str) -> String;
 
@@ -269,6 +275,10 @@ impl Backend for MySql {
     const DB_NAME: &'static str = "mysql";
 
     common!(MySql);
+
+    fn without_key_locks(outbox: Outbox<Self>) -> Option<Outbox<Self>> {
+        Some(outbox.lock_keys(false))
+    }
 
     fn analyze(table: &str) -> String {
         format!("ANALYZE TABLE {table}")

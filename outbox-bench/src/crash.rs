@@ -125,7 +125,8 @@ pub(crate) async fn run<DB: Backend>(
 
         let watch = Arc::new(Watch::default());
         *watch.keys.lock().unwrap_or_else(|p| p.into_inner()) = keys;
-        let survivor = Relay::builder(table.outbox.store(pool.clone()), Arc::clone(&watch)).build()?;
+        let survivor =
+            Relay::builder(table.outbox.store(pool.clone()), Arc::clone(&watch)).build()?;
         let stop = tokio_util::sync::CancellationToken::new();
         let running = tokio::spawn({
             let stop = stop.clone();

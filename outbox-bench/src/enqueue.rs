@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use outbox_sqlx::Message;
+use outbox_sqlx::{Message, Outbox};
 use sqlx::Pool;
 
 use crate::BoxError;
@@ -21,6 +21,7 @@ enum Way {
 async fn round<DB: Backend>(
     pool: &Pool<DB>,
     table: &Table<DB>,
+    outbox: &Outbox<DB>,
     business: &str,
     way: Way,
     txs: usize,
@@ -30,7 +31,7 @@ async fn round<DB: Backend>(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for p in 0..PRODUCERS {
-        let (pool, outbox) = (pool.clone(), table.outbox.clone());
+        let (pool, outbox) = (pool.clone(), outbox.clone());
         let (insert_business, hand_written) = (insert_business.clone(), hand_written.clone());
         tasks.push(tokio::spawn(async move {
             for i in 0..txs / PRODUCERS {
@@ -81,39 +82,46 @@ pub(crate) async fn library_per_tx<DB: Backend>(
     txs: usize,
 ) -> Result<Duration, BoxError> {
     let (table, business) = tables(pool).await?;
-    round(pool, &table, &business, Way::Library, PRODUCERS * 20).await?;
-    let per_tx = round(pool, &table, &business, Way::Library, txs).await?;
+    let outbox = table.outbox.clone();
+    round(
+        pool,
+        &table,
+        &outbox,
+        &business,
+        Way::Library,
+        PRODUCERS * 20,
+    )
+    .await?;
+    let per_tx = round(pool, &table, &outbox, &business, Way::Library, txs).await?;
     drop_tables(pool, table, &business).await?;
     Ok(per_tx)
 }
 
 /// Median over `rounds` interleaved rounds of (library time per tx) / (hand-written time per
-/// tx), and the library's time per transaction.
+/// tx), and the library's time per transaction. `configure` sets the library's outbox up from
+/// the table's default one.
 pub(crate) async fn overhead<DB: Backend>(
     pool: &Pool<DB>,
     rounds: usize,
     txs: usize,
+    configure: impl Fn(Outbox<DB>) -> Outbox<DB>,
 ) -> Result<(f64, Duration), BoxError> {
     let (table, business) = tables(pool).await?;
+    let outbox = configure(table.outbox.clone());
+    let run = |way, txs| round(pool, &table, &outbox, &business, way, txs);
     // Warm the connections and statement caches of both paths.
-    round(pool, &table, &business, Way::HandWritten, PRODUCERS * 20).await?;
-    round(pool, &table, &business, Way::Library, PRODUCERS * 20).await?;
+    run(Way::HandWritten, PRODUCERS * 20).await?;
+    run(Way::Library, PRODUCERS * 20).await?;
     let mut ratios = Vec::new();
     let mut ours = Vec::new();
     for r in 0..rounds {
         // Alternate which goes first so drift does not favour one side.
         let (base, lib) = if r % 2 == 0 {
-            let base = round(pool, &table, &business, Way::HandWritten, txs).await?;
-            (
-                base,
-                round(pool, &table, &business, Way::Library, txs).await?,
-            )
+            let base = run(Way::HandWritten, txs).await?;
+            (base, run(Way::Library, txs).await?)
         } else {
-            let lib = round(pool, &table, &business, Way::Library, txs).await?;
-            (
-                round(pool, &table, &business, Way::HandWritten, txs).await?,
-                lib,
-            )
+            let lib = run(Way::Library, txs).await?;
+            (run(Way::HandWritten, txs).await?, lib)
         };
         ratios.push(lib.as_secs_f64() / base.as_secs_f64());
         ours.push(lib.as_secs_f64());

@@ -9,7 +9,7 @@
 //! on a fresh file in the temp directory. Single scenarios: `drain [--rows N] [--batch B]
 //! [--relays R] [--concurrency C] [--keys one|skewed|N] [--publisher nats] [--db ...]`,
 //! `latency [--seconds S] [--rate R] [--db ...]`, `keepup [--seconds S] [--db ...]`,
-//! `crash [--rounds N] [--db ...]`, and on
+//! `crash [--rounds N] [--db ...]`, `enqueue [--rounds R] [--txs N] [--db ...]`, and on
 //! PostgreSQL only `profile`, `latency --sidecar notify|poll` and `notify`.
 
 mod backend;
@@ -28,6 +28,7 @@ mod summary;
 use std::time::Instant;
 
 use outbox_publishers::NatsPublisher;
+use outbox_sqlx::Outbox;
 use sqlx::mysql::{MySql, MySqlPoolOptions};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -202,6 +203,7 @@ async fn other<DB: Backend>(
         Some("latency") => latency_command(args, pool, nats).await,
         Some("keepup") => keepup_command(args, pool, nats).await,
         Some("crash") => crash_command(args, pool, url).await,
+        Some("enqueue") => enqueue_command(args, pool).await,
         Some("crash-relay") => crash::child(args, pool).await,
         _ => Err(format!(
             "usage with --db {}: outbox-bench suite [--quick] | drain | latency | keepup | crash",
@@ -218,6 +220,26 @@ fn crash_child_args<DB: Backend>(url: &str) -> Vec<String> {
         args.extend(["--sqlite-file".to_owned(), url.to_owned()]);
     }
     args
+}
+
+async fn enqueue_command<DB: Backend>(args: &[String], pool: &Pool<DB>) -> Result<(), BoxError> {
+    let rounds = flag(args, "--rounds", 3)?;
+    let txs = flag(args, "--txs", 4_000)?;
+    let (ratio, per_tx) = enqueue::overhead(pool, rounds, txs, |o| o).await?;
+    println!(
+        "enqueue overhead over {rounds} interleaved rounds of {txs} transactions: {ratio:.3}x \
+         the hand-written INSERT, {:.0} us per transaction",
+        per_tx.as_secs_f64() * 1e6
+    );
+    if DB::without_key_locks(Outbox::new()).is_some() {
+        let unlocked = |o: Outbox<DB>| DB::without_key_locks(o.clone()).unwrap_or(o);
+        let (ratio, per_tx) = enqueue::overhead(pool, rounds, txs, unlocked).await?;
+        println!(
+            "without key locks: {ratio:.3}x the hand-written INSERT, {:.0} us per transaction",
+            per_tx.as_secs_f64() * 1e6
+        );
+    }
+    Ok(())
 }
 
 async fn crash_command<DB: Backend>(
@@ -372,6 +394,7 @@ async fn postgres(
         }
         Some("keepup") => keepup_command(args, pool, nats).await,
         Some("crash") => crash_command(args, pool, url).await,
+        Some("enqueue") => enqueue_command(args, pool).await,
         Some("crash-relay") => crash::child(args, pool).await,
         Some("notify") => {
             let ratio = notify::ratio(pool, 3, 4).await?;
@@ -441,9 +464,16 @@ async fn common_suite<DB: Backend>(
     let table = Table::create(pool, "suite").await?;
 
     progress("enqueue overhead (8 producers, library vs hand-written INSERT)");
-    let (ratio, per_tx) = enqueue::overhead(pool, plan.rounds.max(2), plan.enqueue_txs).await?;
+    let rounds = plan.rounds.max(2);
+    let (ratio, per_tx) = enqueue::overhead(pool, rounds, plan.enqueue_txs, |o| o).await?;
     summary.ratio("enqueue_overhead_ratio", ratio, "<= 1.05");
     summary.value("enqueue_tx_us", per_tx.as_secs_f64() * 1e6);
+    if DB::without_key_locks(Outbox::new()).is_some() {
+        progress("enqueue overhead without key locks (an option on MySQL)");
+        let unlocked = |o: Outbox<DB>| DB::without_key_locks(o.clone()).unwrap_or(o);
+        let (ratio, _) = enqueue::overhead(pool, rounds, plan.enqueue_txs, unlocked).await?;
+        summary.ratio("enqueue_unlocked_overhead_ratio", ratio, "<= 1.05");
+    }
     let batch_table = Table::create(pool, "statements").await?;
     let sent = DB::batch_statements(url, pool, &batch_table.outbox, 10).await?;
     batch_table.drop_table(pool).await?;
@@ -511,7 +541,10 @@ async fn common_suite<DB: Backend>(
         crash::percentile_ms(&samples, 99.0),
         "< 2000",
     );
-    summary.value("crash_recovery_p50_ms", crash::percentile_ms(&samples, 50.0));
+    summary.value(
+        "crash_recovery_p50_ms",
+        crash::percentile_ms(&samples, 50.0),
+    );
 
     progress("keep-up: 8 producers at full speed, relay in-process to NATS JetStream");
     let k = keepup::run(pool, nats, plan.keepup_seconds).await?;

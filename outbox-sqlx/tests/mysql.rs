@@ -37,7 +37,7 @@ async fn backend() -> SqlxBackend<MySql> {
     SqlxBackend::new(
         "mysql",
         pool().await,
-        outbox_core::testing::Visibility::Unordered,
+        outbox_core::testing::Visibility::KeySerialized,
     )
     .await
 }

@@ -93,7 +93,8 @@ pub struct Statements {
     ///
     /// On PostgreSQL the insert first takes a transaction-scoped advisory lock on the message's
     /// key, so transactions that enqueue the same key commit one after the other and ids
-    /// follow commit order within a key (see ARCHITECTURE.md, "Sequence visibility").
+    /// follow commit order within a key (see ARCHITECTURE.md, "Sequence visibility"). MySQL
+    /// does the same for keyed messages through [`Statements::key_locks`].
     pub insert_one: String,
     /// As `insert_one` with a seventh parameter: the delivery delay in microseconds.
     pub insert_one_delayed: String,
@@ -109,6 +110,8 @@ pub struct Statements {
     pub row_lease: Option<RowLeaseSql>,
     /// The MySQL claim's steps.
     pub mysql_claim: Option<MySqlClaimSql>,
+    /// The per-key lock slots that keyed inserts take first (MySQL, MariaDB).
+    pub key_locks: Option<KeyLockSql>,
     /// Counts by status. Returns `pending, claimed, failed, dead, published,
     /// oldest_age_us` (the last may be NULL).
     pub stats: String,
@@ -159,12 +162,16 @@ impl Statements {
     }
 
     /// Statements that remove the outbox table and everything `migrate` created beside it
-    /// (the claims table and claim function on PostgreSQL), if they exist.
+    /// (the claims table and claim function on PostgreSQL, the key lock table on MySQL), if
+    /// they exist.
     pub fn drop_all(&self) -> Vec<String> {
         let mut all = vec![format!("DROP TABLE IF EXISTS {}", self.quoted_table())];
         if let Some(claims) = &self.claims {
             all.push(format!("DROP TABLE IF EXISTS {}", claims.claims_table));
             all.push(format!("DROP FUNCTION IF EXISTS {}", claims.function));
+        }
+        if let Some(locks) = &self.key_locks {
+            all.push(format!("DROP TABLE IF EXISTS {}", locks.table));
         }
         all
     }
@@ -233,6 +240,52 @@ impl Statements {
         sql
     }
 
+    /// As [`insert_many`](Statements::insert_many), after locking the slots of a JSON array
+    /// parameter bound last, sorted ([`KeyLockSql::slot`] of every distinct key), so that all of
+    /// them are held before any id is drawn (MySQL). The rows keep their order.
+    pub fn insert_many_locked(&self, n: usize) -> Option<String> {
+        let locks = self.enabled_key_locks()?;
+        let t = self.quoted_table();
+        let now = self.now();
+        let mut rows = String::new();
+        for i in 0..n {
+            if i == 0 {
+                rows.push_str(
+                    "SELECT ? AS m, ? AS e, ? AS k, ? AS a, ? AS p, ? AS h, ? AS d, 0 AS ord",
+                );
+            } else {
+                rows.push_str(&format!(" UNION ALL SELECT ?, ?, ?, ?, ?, ?, ?, {i}"));
+            }
+        }
+        Some(format!(
+            "INSERT INTO {t} (message_id, event_type, partition_key, aggregate_type, payload, \
+             headers, created_at, available_at)
+SELECT v.m, v.e, v.k, v.a, v.p, v.h, {now}, TIMESTAMPADD(MICROSECOND, v.d, {now})
+FROM ({rows}) AS v
+WHERE (SELECT COUNT(*) FROM {locks} WHERE slot IN (
+    SELECT s FROM JSON_TABLE(?, '$[*]' COLUMNS (s INT PATH '$')) AS j) FOR UPDATE) >= 0
+ORDER BY v.ord",
+            locks = locks.table
+        ))
+    }
+
+    /// The key locks keyed inserts take, if this database has them and they are on.
+    pub fn enabled_key_locks(&self) -> Option<&KeyLockSql> {
+        self.key_locks.as_ref().filter(|locks| locks.enabled)
+    }
+
+    /// The same statements with keyed inserts locking their keys first (`true`, the default)
+    /// or not (MySQL and MariaDB; other databases are unchanged). Without the locks, two
+    /// transactions that enqueue the same key and commit in the opposite order of their
+    /// inserts are published in insert order, not commit order.
+    #[must_use]
+    pub fn with_key_locks(mut self, on: bool) -> Self {
+        if let Some(locks) = &mut self.key_locks {
+            locks.enabled = on;
+        }
+        self
+    }
+
     /// Insert many messages from seven arrays (PostgreSQL): ids, event types, keys, aggregate
     /// types, payloads, headers, delays in microseconds. One statement for any batch size.
     pub fn insert_many_arrays(&self) -> String {
@@ -279,6 +332,39 @@ pub struct RowLeaseSql {
     /// Extend the lease of rows still leased with the token and not expired. Parameters: the
     /// ids as a JSON array, the lease in microseconds, then the token.
     pub renew: String,
+}
+
+/// Per-key locks on MySQL and MariaDB, which have no transaction-scoped advisory lock: a
+/// table of [`KeyLockSql::SLOTS`] rows, one per slot, and every keyed insert locks the slots of
+/// its keys (`FOR UPDATE`, held to commit) before its ids are drawn. Transactions that enqueue
+/// the same key then commit one after the other, and a key's ids follow its commit order, as
+/// on PostgreSQL. Two keys share a slot by chance one time in 65,536, which only makes their
+/// transactions wait for each other.
+#[derive(Debug, Clone)]
+pub struct KeyLockSql {
+    /// The lock table, quoted.
+    pub table: String,
+    /// Insert one keyed message, due immediately, after locking its key's slot. Parameters as
+    /// for [`Statements::insert_one`], then the slot ([`KeyLockSql::slot`]).
+    pub insert_one: String,
+    /// Whether inserts take the locks (on by default; see
+    /// [`Statements::with_key_locks`]). The table exists either way.
+    pub enabled: bool,
+}
+
+impl KeyLockSql {
+    /// How many lock slots there are.
+    pub const SLOTS: u64 = 65_536;
+
+    /// The slot that locks `key`: FNV-1a of its bytes, modulo [`KeyLockSql::SLOTS`].
+    pub fn slot(key: &str) -> i64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in key.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        (hash % Self::SLOTS) as i64
+    }
 }
 
 /// The MySQL claim's steps, which run as several statements in one transaction because MySQL

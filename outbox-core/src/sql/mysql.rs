@@ -1,6 +1,6 @@
 //! MySQL and MariaDB statements. Timestamps are `DATETIME(6)` in UTC.
 
-use super::{Dialect, MySqlClaimSql, RowLeaseSql, Statements, TableName, state};
+use super::{Dialect, KeyLockSql, MySqlClaimSql, RowLeaseSql, Statements, TableName, state};
 
 const NOW: &str = "UTC_TIMESTAMP(6)";
 
@@ -45,9 +45,35 @@ pub(super) fn statements(table: TableName) -> Statements {
     KEY `{base}_published_idx` (state, published_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
     )];
+    // Per-key locks (see `KeyLockSql`): one row per slot, filled by one statement, so the
+    // last slot present means all are.
+    let locks = table.with_suffix("_key_locks").quoted('`');
+    let mut create = create;
+    create.push(format!(
+        "CREATE TABLE IF NOT EXISTS {locks} (slot INT NOT NULL PRIMARY KEY) ENGINE=InnoDB"
+    ));
+    let digits = (0..16)
+        .map(|n| format!("SELECT {n} AS n"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    create.push(format!(
+        "INSERT IGNORE INTO {locks} (slot) \
+         SELECT a.n * 4096 + b.n * 256 + c.n * 16 + d.n \
+         FROM ({digits}) a, ({digits}) b, ({digits}) c, ({digits}) d \
+         WHERE NOT EXISTS (SELECT 1 FROM {locks} WHERE slot = {last})",
+        last = KeyLockSql::SLOTS - 1
+    ));
     let columns = "message_id, event_type, partition_key, aggregate_type, payload, headers, \
                    created_at, available_at";
     let insert_one = format!("INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, {NOW}, {NOW})");
+    let key_locks = KeyLockSql {
+        insert_one: format!(
+            "INSERT INTO {t} ({columns}) SELECT ?, ?, ?, ?, ?, ?, {NOW}, {NOW} \
+             FROM {locks} WHERE slot = ? FOR UPDATE"
+        ),
+        table: locks,
+        enabled: true,
+    };
     let insert_one_delayed = format!(
         "INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, {NOW}, \
          TIMESTAMPADD(MICROSECOND, ?, {NOW}))"
@@ -92,6 +118,7 @@ pub(super) fn statements(table: TableName) -> Statements {
         claim: String::new(),
         row_lease: Some(row_lease),
         mysql_claim: Some(claim(&t)),
+        key_locks: Some(key_locks),
         stats,
         get,
         retry_dead_one: format!("{revive} AND message_id = ?"),

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::executor::{
     CellType, Column, DbError, DbErrorKind, Executor, Param, Query, Row, Rows, TxMode,
 };
-use super::{Dialect, RowLeaseSql, Statements, state};
+use super::{Dialect, KeyLockSql, RowLeaseSql, Statements, state};
 use crate::error::{Error, Result};
 use crate::message::{Envelope, Message, check_payload_size, decode_headers};
 use crate::status::Status;
@@ -269,10 +269,11 @@ pub async fn enqueue<E: Executor>(
             let id = id_text(one.id());
             let headers = one.headers_json();
             let delayed = !one.delay().is_zero();
-            let sql = if delayed {
-                &s.insert_one_delayed
-            } else {
-                &s.insert_one
+            let locked = s.enabled_key_locks().zip(one.partition_key());
+            let sql = match locked {
+                Some((locks, _)) => &locks.insert_one,
+                None if delayed => &s.insert_one_delayed,
+                None => &s.insert_one,
             };
             let mut query = Query::statement(sql)
                 .bind(Param::Text(Some(&id)))
@@ -283,6 +284,9 @@ pub async fn enqueue<E: Executor>(
                 .bind(Param::Text(Some(&headers)));
             if delayed {
                 query = query.bind(Param::I64(micros(one.delay())));
+            }
+            if let Some((_, key)) = locked {
+                query = query.bind(Param::I64(KeyLockSql::slot(key)));
             }
             execute(exec, s, query).await.map(drop)
         }
@@ -314,10 +318,30 @@ pub async fn enqueue<E: Executor>(
             execute(exec, s, query).await.map(drop)
         }
         _ => {
+            // Every key's lock is taken by the first statement, in one sorted pass, so two
+            // batches never wait on each other in opposite orders.
+            let mut slots: Vec<i64> = match s.enabled_key_locks() {
+                Some(_) => messages
+                    .iter()
+                    .filter_map(Message::partition_key)
+                    .map(KeyLockSql::slot)
+                    .collect(),
+                None => Vec::new(),
+            };
+            slots.sort_unstable();
+            slots.dedup();
+            let mut slots = match slots.is_empty() {
+                true => None,
+                false => Some(json(&slots)?),
+            };
             for chunk in messages.chunks(rows_per_statement(s.dialect)) {
                 let ids: Vec<String> = chunk.iter().map(|m| id_text(m.id())).collect();
                 let headers: Vec<String> = chunk.iter().map(Message::headers_json).collect();
-                let sql = s.insert_many(chunk.len());
+                let lock = slots.take();
+                let sql = lock
+                    .as_ref()
+                    .and_then(|_| s.insert_many_locked(chunk.len()))
+                    .unwrap_or_else(|| s.insert_many(chunk.len()));
                 let mut query = Query::statement(&sql);
                 for ((m, id), headers) in chunk.iter().zip(&ids).zip(&headers) {
                     query = query
@@ -328,6 +352,9 @@ pub async fn enqueue<E: Executor>(
                         .bind(Param::Bytes(m.payload()))
                         .bind(Param::Text(Some(headers)))
                         .bind(Param::I64(micros(m.delay())));
+                }
+                if let Some(slots) = &lock {
+                    query = query.bind(Param::Text(Some(slots)));
                 }
                 execute(exec, s, query).await?;
             }

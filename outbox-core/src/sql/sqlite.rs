@@ -155,6 +155,7 @@ FROM {t}"
         claim,
         row_lease: Some(row_lease),
         mysql_claim: None,
+        key_locks: None,
         stats,
         get,
         retry_dead_one: format!("{revive} AND message_id = ?"),

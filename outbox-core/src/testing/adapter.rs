@@ -360,7 +360,7 @@ pub async fn a_corrupt_row_is_dead_lettered_and_the_rest_publish<B: SqlBackend>(
 }
 
 /// `uninstall` removes the table and everything `migrate` created beside it (the claims
-/// table and claim function on PostgreSQL), and can run again.
+/// table and claim function on PostgreSQL, the key lock table on MySQL), and can run again.
 pub async fn uninstall_removes_what_migrate_created<B: SqlBackend>(backend: Shared<B>) {
     let name = backend.name();
     let own = backend.with_table(&fresh_table(), 1024).unwrap();
@@ -382,7 +382,13 @@ pub async fn uninstall_removes_what_migrate_created<B: SqlBackend>(backend: Shar
         }
     };
     let created = own.fetch_count(&left).await.unwrap();
-    let expected = if s.dialect == Dialect::Postgres { 3 } else { 1 };
+    // PostgreSQL: the table, its claims table, the claim function; MySQL: the table and its
+    // key lock table.
+    let expected = match s.dialect {
+        Dialect::Postgres => 3,
+        Dialect::MySql => 2,
+        Dialect::Sqlite => 1,
+    };
     assert!(
         created >= expected,
         "[{name}] migrate created {created} objects"
@@ -400,6 +406,70 @@ pub async fn uninstall_removes_what_migrate_created<B: SqlBackend>(backend: Shar
         "[{name}] {err:?}"
     );
     own.uninstall().await.unwrap();
+}
+
+/// Every byte value of a payload, headers, key and aggregate type come back as written through
+/// each insert statement: one message with and without a key, a delayed one, and a batch.
+pub async fn every_insert_path_keeps_payloads_and_headers_whole<B: SqlBackend>(backend: Shared<B>) {
+    let name = backend.name();
+    let bytes: Vec<u8> = (0..=255u8).rev().chain(0..=255u8).collect();
+    let message = |key: Option<&str>| {
+        let m = Message::bytes("blob.stored", bytes.clone())
+            .unwrap()
+            .aggregate_type("blob")
+            .unwrap()
+            .header(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
+            .unwrap()
+            .header("note", "caf\u{e9} \"quoted\" \\ slash")
+            .unwrap();
+        match key {
+            Some(k) => m.key(k).unwrap(),
+            None => m,
+        }
+    };
+    let mut written = vec![message(Some("one")), message(None)];
+    let delayed = message(Some("delayed")).deliver_after(Duration::from_millis(1));
+    written.push(delayed.clone());
+    let batch = vec![
+        message(Some("b1")),
+        message(None),
+        message(Some("b2")),
+        message(Some("b1")),
+    ];
+    written.extend(batch.iter().cloned());
+    for single in &written[..3] {
+        commit_messages(&*backend, vec![single.clone()])
+            .await
+            .unwrap();
+    }
+    commit_messages(&*backend, batch).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let claim = backend.store().claim(100, LEASE).await.unwrap();
+    assert_eq!(claim.messages.len(), written.len(), "[{name}] claimed");
+    for (got, sent) in claim.messages.iter().zip(&written) {
+        assert_eq!(got.id, sent.id(), "[{name}] order");
+        assert_eq!(
+            got.payload,
+            *sent.payload(),
+            "[{name}] payload of {:?}",
+            sent.partition_key()
+        );
+        assert_eq!(got.headers, *sent.headers(), "[{name}] headers");
+        assert_eq!(
+            got.partition_key.as_deref(),
+            sent.partition_key(),
+            "[{name}] key"
+        );
+        assert_eq!(
+            got.aggregate_type.as_deref(),
+            Some("blob"),
+            "[{name}] aggregate type"
+        );
+        assert_eq!(got.event_type, "blob.stored", "[{name}] event type");
+    }
 }
 
 /// A payload that cannot be serialized fails before anything is written.
@@ -529,8 +599,16 @@ pub async fn enqueue_all_writes_in_order<B: SqlBackend>(backend: Shared<B>) {
 pub async fn batches_cross_every_statement_boundary<B: SqlBackend>(backend: Shared<B>) {
     let name = backend.name();
     let n = rows_per_statement(backend.statements().dialect) + 1;
+    // Half of them keyed, so the keyed insert (which locks its keys first on MySQL) crosses
+    // the boundary too.
     let messages: Vec<Message> = (0..n)
-        .map(|i| Message::json("e", &serde_json::json!({ "n": i })).unwrap())
+        .map(|i| {
+            let m = Message::json("e", &serde_json::json!({ "n": i })).unwrap();
+            match i % 2 {
+                0 => m.key(format!("k{}", i % 7)).unwrap(),
+                _ => m,
+            }
+        })
         .collect();
     commit_messages(&*backend, messages).await.unwrap();
     let store = backend.store();
@@ -825,6 +903,7 @@ macro_rules! adapter_suite {
             a_raised_payload_limit_takes_larger_messages,
             a_corrupt_row_is_dead_lettered_and_the_rest_publish,
             uninstall_removes_what_migrate_created,
+            every_insert_path_keeps_payloads_and_headers_whole,
         );
     };
 }

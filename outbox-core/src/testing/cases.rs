@@ -697,6 +697,38 @@ pub async fn sequence_visibility_skips_nothing<B: Backend>(backend: Shared<B>) {
                 vec![first_id, second_id],
                 "[{name}] same-key commit order"
             );
+
+            // Batches too: one holding the key waits for the open transaction, whichever of
+            // its keys comes first.
+            let mut tx_first = backend.begin().await.unwrap();
+            let first = vec![msg("e", Some("K"), 7), msg("e", Some("a"), 8)];
+            let first_id = first[0].id();
+            backend.enqueue(&mut tx_first, first).await.unwrap();
+            let second = vec![msg("e", Some("b"), 9), msg("e", Some("K"), 10)];
+            let second_id = second[1].id();
+            let waiting = tokio::spawn({
+                let backend = Arc::clone(&backend);
+                async move { commit_messages(&*backend, second).await }
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(
+                !waiting.is_finished(),
+                "[{name}] same-key batches did not serialize"
+            );
+            backend.commit(tx_first).await.unwrap();
+            waiting.await.unwrap().unwrap();
+            let before = publisher.published().len();
+            assert_eq!(relay.drain().await.unwrap(), 4, "[{name}] same-key batches");
+            let key_k: Vec<Uuid> = publisher.published()[before..]
+                .iter()
+                .filter(|e| e.partition_key.as_deref() == Some("K"))
+                .map(|e| e.id)
+                .collect();
+            assert_eq!(
+                key_k,
+                vec![first_id, second_id],
+                "[{name}] same-key batch commit order"
+            );
         }
         Visibility::InOrder => {
             // Ids follow commit order by construction. Check nothing is skipped when a relay

@@ -67,9 +67,11 @@ pub enum Visibility {
     /// Ids follow commit order: one writer at a time (SQLite) or ids drawn at commit (memory).
     InOrder,
     /// Transactions enqueueing the same key are serialized, so ids follow commit order within
-    /// a key; different keys may become visible out of id order (PostgreSQL).
+    /// a key; different keys may become visible out of id order (PostgreSQL, MySQL, MariaDB).
     KeySerialized,
-    /// Any transaction may become visible out of id order (MySQL, MariaDB).
+    /// Any transaction may become visible out of id order, even within a key (a store that
+    /// cannot lock keys at enqueue): the claim must then hold a key back while any of its
+    /// rows is in flight.
     Unordered,
 }
 
