@@ -190,8 +190,8 @@ fn claim(t: &str) -> MySqlClaimSql {
         )
     };
     MySqlClaimSql {
-        // MySQL has no per-key advisory lock that lasts until commit, so ids of one key can
-        // become visible out of order; a key with any row in flight is treated as busy.
+        // Without the key locks (`Statements::with_key_locks(false)`), ids of one key can
+        // become visible out of order; so a key with any row in flight is treated as busy.
         busy_keys: format!(
             "SELECT partition_key FROM {t} WHERE lease_until > {NOW} \
                AND state = {live} AND partition_key IS NOT NULL
