@@ -7,14 +7,20 @@
 //! - SIGKILLs a random relay every `--kill-every-ms` (700 ms), mid-batch, and starts another;
 //! - crashes PostgreSQL (immediate shutdown: every connection cut, WAL replayed) and restarts it;
 //! - stops NATS for `--nats-down-s` (30 s; 4 s with `--quick`), then starts it again;
-//! - freezes a relay with SIGSTOP for 2.5 leases, resumes it, and reads its counters: what it
-//!   still held was fenced or given back, not published late;
+//! - freezes a relay with SIGSTOP for its whole lease (five heartbeat leases), resumes it, and
+//!   reads its counters: what it still held was fenced or given back, not published late;
+//! - runs one relay whose publish calls hang forever one time in 25, after the broker has the
+//!   messages (the relay abandons them before its lease ends and gives the batch back);
+//! - twice kills every database connection of the relays every 100 ms for 2 s
+//!   (`pg_terminate_backend`), mid-claim, mid-settle or idle;
+//! - writes rows with undecodable headers on shared keys (they must end dead, naming the
+//!   column, and their keys flow on);
 //! - runs poison messages (refused by the stream) on four keys, and long transactions that
 //!   draw ids early and commit late on the keys everybody writes.
 //!
 //! Then it drains, reads the whole stream back and compares it with what committed: nothing
 //! lost, per-key commit order kept, nothing from a rolled-back transaction, only poison
-//! messages dead. Writes `target/outbox-chaos/summary.json`; exits non-zero when an invariant
+//! messages and corrupt rows dead. Writes `target/outbox-chaos/summary.json`; exits non-zero when an invariant
 //! broke.
 //!
 //! `cargo xtask chaos [--quick]`, or `cargo run --release -p outbox-chaos -- run [--quick]
@@ -26,12 +32,14 @@ mod services;
 mod verify;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
 use outbox_sqlx::{Inspect, Outbox, Status};
-use sqlx::Postgres;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, Postgres};
 
 use crate::produce::{Kind, Produced};
 use crate::relays::{LEASE, Relays};
@@ -68,6 +76,45 @@ async fn main() -> Result<(), BoxError> {
     }
 }
 
+/// The event type of the rows written corrupt.
+const CORRUPT_EVENT: &str = "chaos.corrupt";
+
+/// Writes [`CORRUPT_ROWS`] rows by hand whose headers are JSON but not an object of strings,
+/// on keys producers write, as a buggy tool or a newer schema might.
+async fn corrupt_rows(pool: &sqlx::PgPool, outbox: &Outbox<Postgres>) -> Result<(), BoxError> {
+    for i in 0..CORRUPT_ROWS {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (message_id, event_type, partition_key, payload, headers) \
+             VALUES ($1, '{CORRUPT_EVENT}', $2, '\\x00', '[1]')",
+            outbox.statements().quoted_table()
+        )))
+        .bind(outbox_sqlx::Uuid::new_v4())
+        .bind(format!("k{i}"))
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+/// For 2 s, every 100 ms, terminates every database connection of the relays (found by their
+/// `application_name`), wherever they are: mid-claim, mid-settle, idle.
+async fn kill_relay_connections(pool: sqlx::PgPool, killed: Arc<AtomicU64>) {
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let n: Result<i64, _> = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1) t",
+        )
+        .bind(relays::APPLICATION_NAME)
+        .fetch_one(&pool)
+        .await;
+        if let Ok(n) = n {
+            killed.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A fault, at a point of the run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Fault {
@@ -78,10 +125,17 @@ enum Fault {
     Freeze,
     Thaw,
     StopFrozen,
+    StartHanging,
+    KillConnections,
+    Corrupt,
 }
 
+/// Rows written by hand with headers no relay can decode.
+const CORRUPT_ROWS: u64 = 8;
+
 fn schedule(seconds: f64, nats_down: f64) -> Vec<(f64, Fault)> {
-    let freeze = LEASE.as_secs_f64() * 2.5;
+    // Five heartbeat leases: the frozen relay's claim passes to others long before it thaws.
+    let freeze = LEASE.as_secs_f64();
     let mut plan = vec![
         (seconds * 0.15, Fault::PostgresCrash),
         (seconds * 0.25, Fault::NatsStop),
@@ -91,6 +145,10 @@ fn schedule(seconds: f64, nats_down: f64) -> Vec<(f64, Fault)> {
         (seconds * 0.70 + freeze, Fault::Thaw),
         (seconds * 0.70 + freeze + 2.0, Fault::StopFrozen),
         (seconds * 0.85, Fault::PostgresCrash),
+        (seconds * 0.05, Fault::StartHanging),
+        (seconds * 0.55, Fault::KillConnections),
+        (seconds * 0.60, Fault::Corrupt),
+        (seconds * 0.65, Fault::KillConnections),
     ];
     plan.sort_by(|a, b| a.0.total_cmp(&b.0));
     plan
@@ -105,6 +163,8 @@ struct Faults {
     frozen_fenced: u64,
     frozen_lease_expired_batches: u64,
     frozen_broker_duplicates: u64,
+    connections_killed: Arc<AtomicU64>,
+    corrupt_rows: u64,
 }
 
 async fn run(args: &[String]) -> Result<(), BoxError> {
@@ -231,6 +291,27 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
                         progress(&format!("relay {i} resumed (SIGCONT)"));
                     }
                 }
+                Fault::StartHanging => {
+                    let i = relays.start_hanging(25)?;
+                    progress(&format!(
+                        "relay {i} started: one publish call in 25 never returns after the \
+                         broker has the messages"
+                    ));
+                }
+                Fault::KillConnections => {
+                    progress("killing the relays' database connections every 100 ms for 2 s");
+                    tokio::spawn(kill_relay_connections(
+                        pool.clone(),
+                        Arc::clone(&faults.connections_killed),
+                    ));
+                }
+                Fault::Corrupt => {
+                    corrupt_rows(&pool, &outbox).await?;
+                    faults.corrupt_rows += CORRUPT_ROWS;
+                    progress(&format!(
+                        "{CORRUPT_ROWS} rows with undecodable headers written on shared keys"
+                    ));
+                }
                 Fault::StopFrozen => {
                     if let Some(i) = frozen.take() {
                         let counters = relays.stop_one(i).await?;
@@ -302,6 +383,15 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
             }
         }
     }
+    let corrupt_dead: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM {} WHERE event_type = '{CORRUPT_EVENT}' AND state = {} \
+         AND last_error LIKE '%headers%'",
+        outbox.statements().quoted_table(),
+        outbox_sqlx::sql::state::DEAD
+    )))
+    .fetch_one(&pool)
+    .await?;
+    let corrupt_dead = corrupt_dead as u64;
     let stream = js.get_stream(stream_name).await?;
     let report = verify::check(stream, &produced).await?;
     for violation in &report.violations {
@@ -315,7 +405,12 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
         "duplicates_seen_by_consumer": report.duplicates,
         "order_violations": report.order_violations,
         "dead_lettered": stats.dead,
-        "dead_not_poison": stats.dead.saturating_sub(poison_dead),
+        "dead_not_poison": stats.dead.saturating_sub(poison_dead + corrupt_dead),
+        "corrupt_rows": faults.corrupt_rows,
+        "corrupt_rows_dead": corrupt_dead,
+        "relay_connections_killed": faults.connections_killed.load(Ordering::Relaxed),
+        "settle_retries": relays.counters.get("outbox_settle_retries_total").copied().unwrap_or(0),
+        "hung_publishes_abandoned": relays.counters.get("outbox_publish_timeouts_total").copied().unwrap_or(0),
         "dead_without_error": dead_without_error,
         "poison_committed": report.poison_committed,
         "poison_published": report.poison_published,
@@ -355,8 +450,12 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
         ),
         ("poison messages published", report.poison_published),
         (
-            "dead messages that were not poison",
-            stats.dead.saturating_sub(poison_dead),
+            "dead messages that were neither poison nor corrupt",
+            stats.dead.saturating_sub(poison_dead + corrupt_dead),
+        ),
+        (
+            "corrupt rows not dead-lettered",
+            faults.corrupt_rows.saturating_sub(corrupt_dead),
         ),
         ("dead messages without their error", dead_without_error),
         ("relays that exited on their own", relays.crashes),

@@ -19,8 +19,13 @@ use tokio::process::{Child, Command};
 use crate::services::signal;
 use crate::{BoxError, flag};
 
-/// The lease every relay process runs with.
-pub(crate) const LEASE: Duration = Duration::from_secs(2);
+/// The lease every relay process runs with: how long one batch may hold its rows. A relay
+/// killed mid-batch frees its keys sooner, after the one-second heartbeat lease.
+pub(crate) const LEASE: Duration = Duration::from_secs(5);
+
+/// The `application_name` of the relays' database connections, by which the harness finds
+/// them to kill them.
+pub(crate) const APPLICATION_NAME: &str = "outbox-chaos-relay";
 
 /// Sums every counter the relay reports through the `metrics` facade, by name.
 #[derive(Default)]
@@ -60,11 +65,15 @@ impl Recorder for &'static Counters {
     }
 }
 
-/// A broker whose acknowledgements arrive `delay` late: the messages are out, the relay is
+/// A broker whose acknowledgements arrive `delay` late, and optionally never for one call in
+/// `hang_one_in`: the messages are out, the relay is
 /// still waiting. A relay frozen in that wait holds a claim, which is what fencing is for.
 struct SlowAcks<P> {
     inner: P,
     delay: Duration,
+    /// Every this many publish calls, one never returns (0: never).
+    hang_one_in: u64,
+    calls: AtomicU64,
 }
 
 impl<P: Publisher> Publisher for SlowAcks<P> {
@@ -72,6 +81,11 @@ impl<P: Publisher> Publisher for SlowAcks<P> {
         let outcomes = self.inner.publish(batch).await;
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
+        }
+        let calls = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.hang_one_in > 0 && calls % self.hang_one_in == 0 {
+            // The broker has the messages; the acknowledgement never comes back.
+            std::future::pending::<()>().await;
         }
         outcomes
     }
@@ -89,10 +103,21 @@ pub(crate) async fn relay_process(args: &[String]) -> Result<(), BoxError> {
     let nats_url = flag(args, "--nats-url").ok_or("--nats-url is required")?;
     // Lazy pool and retrying connect: a relay started while the database or the broker is
     // down waits for them instead of exiting.
+    let ack_delay: u64 = flag(args, "--ack-delay-ms")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(0);
+    // The slow relay is the one frozen later; its connections are left alone, so that it is
+    // mid-batch (not backing off) when it is frozen.
+    let name = match ack_delay {
+        0 => APPLICATION_NAME.to_owned(),
+        _ => format!("{APPLICATION_NAME}-slow"),
+    };
+    let options: sqlx::postgres::PgConnectOptions = database_url.parse()?;
     let pool = PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(&database_url)?;
+        .connect_lazy_with(options.application_name(&name));
     let store = Outbox::<Postgres>::with_table(&table)?.store(pool);
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
@@ -100,12 +125,12 @@ pub(crate) async fn relay_process(args: &[String]) -> Result<(), BoxError> {
         .await?;
     let publisher = SlowAcks {
         inner: NatsPublisher::new(jetstream::new(client)).subject_prefix(subject),
-        delay: Duration::from_millis(
-            flag(args, "--ack-delay-ms")
-                .map(|v| v.parse())
-                .transpose()?
-                .unwrap_or(0),
-        ),
+        delay: Duration::from_millis(ack_delay),
+        hang_one_in: flag(args, "--hang-one-in")
+            .map(|v| v.parse())
+            .transpose()?
+            .unwrap_or(0),
+        calls: AtomicU64::new(0),
     };
     let relay = Relay::builder(store, publisher)
         .batch_size(100)
@@ -197,6 +222,15 @@ impl Relays {
     pub(crate) fn start_slow(&mut self, ack_delay: Duration) -> Result<usize, BoxError> {
         let delay = ack_delay.as_millis().to_string();
         let child = self.spawn_with(&["--ack-delay-ms", &delay])?;
+        self.children.push(child);
+        Ok(self.children.len() - 1)
+    }
+
+    /// Starts one more relay whose publish calls hang forever, one in `one_in`, after the
+    /// broker has the messages; returns its index.
+    pub(crate) fn start_hanging(&mut self, one_in: u64) -> Result<usize, BoxError> {
+        let one_in = one_in.to_string();
+        let child = self.spawn_with(&["--hang-one-in", &one_in])?;
         self.children.push(child);
         Ok(self.children.len() - 1)
     }
