@@ -1,18 +1,20 @@
 //! Fault injection for the relay, checked from the broker's side.
 //!
-//! The harness starts a PostgreSQL cluster (`initdb` into a temporary directory) and a
-//! `nats-server -js` of its own on free loopback ports, four relay processes and eight
-//! producers, and then, while the producers commit:
+//! The harness starts a database server of its own (a PostgreSQL cluster by `initdb`, or with
+//! `--db mysql` a MariaDB server by `mariadb-install-db`, each in a temporary directory) and a
+//! `nats-server -js` on free loopback ports, four relay processes and eight producers, and
+//! then, while the producers commit:
 //!
 //! - SIGKILLs a random relay every `--kill-every-ms` (700 ms), mid-batch, and starts another;
-//! - crashes PostgreSQL (immediate shutdown: every connection cut, WAL replayed) and restarts it;
+//! - crashes the database twice (PostgreSQL: immediate shutdown, WAL replayed; MariaDB:
+//!   SIGKILL, InnoDB recovery) and restarts it;
 //! - stops NATS for `--nats-down-s` (30 s; 4 s with `--quick`), then starts it again;
 //! - freezes a relay with SIGSTOP for its whole lease (five heartbeat leases), resumes it, and
 //!   reads its counters: what it still held was fenced or given back, not published late;
 //! - runs one relay whose publish calls hang forever one time in 25, after the broker has the
 //!   messages (the relay abandons them before its lease ends and gives the batch back);
 //! - twice kills every database connection of the relays every 100 ms for 2 s
-//!   (`pg_terminate_backend`), mid-claim, mid-settle or idle;
+//!   (`pg_terminate_backend`, `KILL CONNECTION`), mid-claim, mid-settle or idle;
 //! - writes rows with undecodable headers on shared keys (they must end dead, naming the
 //!   column, and their keys flow on);
 //! - runs poison messages (refused by the stream) on four keys, and long transactions that
@@ -20,12 +22,14 @@
 //!
 //! Then it drains, reads the whole stream back and compares it with what committed: nothing
 //! lost, per-key commit order kept, nothing from a rolled-back transaction, only poison
-//! messages and corrupt rows dead. Writes `target/outbox-chaos/summary.json`; exits non-zero when an invariant
-//! broke.
+//! messages and corrupt rows dead. Writes `target/outbox-chaos/summary.json`
+//! (`summary-mysql.json`); exits non-zero when an invariant broke.
 //!
-//! `cargo xtask chaos [--quick]`, or `cargo run --release -p outbox-chaos -- run [--quick]
-//! [--seconds S] [--relays R] [--producers P] [--kill-every-ms K] [--nats-down-s N] [--seed N]`.
+//! `cargo xtask chaos [--quick] [--db mysql]`, or `cargo run --release -p outbox-chaos -- run
+//! [--quick] [--db postgres|mysql] [--seconds S] [--relays R] [--producers P]
+//! [--kill-every-ms K] [--nats-down-s N] [--seed N]`.
 
+mod db;
 mod produce;
 mod relays;
 mod services;
@@ -38,12 +42,12 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
 use outbox_sqlx::{Inspect, Outbox, Status};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, Postgres};
+use sqlx::{MySql, Pool, Postgres};
 
+use crate::db::{ChaosDb, Server};
 use crate::produce::{Kind, Produced};
 use crate::relays::{LEASE, Relays};
-use crate::services::{Nats, Postgres as Cluster};
+use crate::services::Nats;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -76,40 +80,23 @@ async fn main() -> Result<(), BoxError> {
     }
 }
 
-/// The event type of the rows written corrupt.
-const CORRUPT_EVENT: &str = "chaos.corrupt";
-
 /// Writes [`CORRUPT_ROWS`] rows by hand whose headers are JSON but not an object of strings,
 /// on keys producers write, as a buggy tool or a newer schema might.
-async fn corrupt_rows(pool: &sqlx::PgPool, outbox: &Outbox<Postgres>) -> Result<(), BoxError> {
+async fn corrupt_rows<DB: ChaosDb>(pool: &Pool<DB>, outbox: &Outbox<DB>) -> Result<(), BoxError> {
+    let table = outbox.statements().quoted_table();
     for i in 0..CORRUPT_ROWS {
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} (message_id, event_type, partition_key, payload, headers) \
-             VALUES ($1, '{CORRUPT_EVENT}', $2, '\\x00', '[1]')",
-            outbox.statements().quoted_table()
-        )))
-        .bind(outbox_sqlx::Uuid::new_v4())
-        .bind(format!("k{i}"))
-        .execute(pool)
-        .await?;
+        DB::insert_corrupt(pool, &table, &format!("k{i}")).await?;
     }
     Ok(())
 }
 
-/// For 2 s, every 100 ms, terminates every database connection of the relays (found by their
-/// `application_name`), wherever they are: mid-claim, mid-settle, idle.
-async fn kill_relay_connections(pool: sqlx::PgPool, killed: Arc<AtomicU64>) {
+/// For 2 s, every 100 ms, kills every database connection of the relays, wherever they are:
+/// mid-claim, mid-settle, idle.
+async fn kill_relay_connections<DB: ChaosDb>(pool: Pool<DB>, killed: Arc<AtomicU64>) {
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
-        let n: Result<i64, _> = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = $1) t",
-        )
-        .bind(relays::APPLICATION_NAME)
-        .fetch_one(&pool)
-        .await;
-        if let Ok(n) = n {
-            killed.fetch_add(n as u64, Ordering::Relaxed);
+        if let Ok(n) = DB::kill_relay_connections(&pool).await {
+            killed.fetch_add(n, Ordering::Relaxed);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -118,7 +105,7 @@ async fn kill_relay_connections(pool: sqlx::PgPool, killed: Arc<AtomicU64>) {
 /// A fault, at a point of the run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Fault {
-    PostgresCrash,
+    DatabaseCrash,
     StartSlow,
     NatsStop,
     NatsStart,
@@ -137,14 +124,14 @@ fn schedule(seconds: f64, nats_down: f64) -> Vec<(f64, Fault)> {
     // Five heartbeat leases: the frozen relay's claim passes to others long before it thaws.
     let freeze = LEASE.as_secs_f64();
     let mut plan = vec![
-        (seconds * 0.15, Fault::PostgresCrash),
+        (seconds * 0.15, Fault::DatabaseCrash),
         (seconds * 0.25, Fault::NatsStop),
         (seconds * 0.25 + nats_down, Fault::NatsStart),
         (seconds * 0.70 - 2.0, Fault::StartSlow),
         (seconds * 0.70, Fault::Freeze),
         (seconds * 0.70 + freeze, Fault::Thaw),
         (seconds * 0.70 + freeze + 2.0, Fault::StopFrozen),
-        (seconds * 0.85, Fault::PostgresCrash),
+        (seconds * 0.85, Fault::DatabaseCrash),
         (seconds * 0.05, Fault::StartHanging),
         (seconds * 0.55, Fault::KillConnections),
         (seconds * 0.60, Fault::Corrupt),
@@ -156,8 +143,8 @@ fn schedule(seconds: f64, nats_down: f64) -> Vec<(f64, Fault)> {
 
 #[derive(Default)]
 struct Faults {
-    postgres_crashes: u64,
-    postgres_down_ms: Vec<u64>,
+    database_crashes: u64,
+    database_down_ms: Vec<u64>,
     nats_down_s: f64,
     freezes: u64,
     frozen_fenced: u64,
@@ -168,6 +155,14 @@ struct Faults {
 }
 
 async fn run(args: &[String]) -> Result<(), BoxError> {
+    match flag(args, "--db").as_deref().unwrap_or("postgres") {
+        "postgres" => run_on::<Postgres>(args).await,
+        "mysql" => run_on::<MySql>(args).await,
+        other => Err(format!("--db takes postgres or mysql, not {other:?}").into()),
+    }
+}
+
+async fn run_on<DB: ChaosDb>(args: &[String]) -> Result<(), BoxError> {
     let quick = args.iter().any(|a| a == "--quick");
     let seconds = number(args, "--seconds", if quick { 24 } else { 120 })?;
     let relay_count = number(args, "--relays", 4)? as usize;
@@ -184,20 +179,21 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
         "chaos: {producers} producers, {relay_count} relays, {seconds}s, seed {seed}"
     ));
 
-    let mut pg = Cluster::start().await?;
+    let mut db = DB::Server::start().await?;
     let mut nats = Nats::start().await?;
     progress(&format!(
-        "own PostgreSQL at {}, own NATS at {}",
-        pg.url(),
+        "own {} at {}, own NATS at {}",
+        DB::PRODUCT,
+        db.url(),
         nats.url()
     ));
-    let pool = PgPoolOptions::new()
+    let pool = sqlx::pool::PoolOptions::<DB>::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(&pg.url())
+        .connect(&db.url())
         .await?;
     let table = "outbox_chaos";
-    let outbox = Outbox::<Postgres>::with_table(table)?;
+    let outbox = Outbox::<DB>::with_table(table)?;
     outbox.migrate(&mut *pool.acquire().await?).await?;
     produce::create_seq_table(&pool, table).await?;
     let js = jetstream::new(
@@ -216,7 +212,14 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
     })
     .await?;
 
-    let mut relays = Relays::start(relay_count, table, stream_name, &pg.url(), &nats.url())?;
+    let mut relays = Relays::start(
+        relay_count,
+        DB::DB_NAME,
+        table,
+        stream_name,
+        &db.url(),
+        &nats.url(),
+    )?;
     let until = Instant::now() + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..producers)
         .map(|p| {
@@ -252,12 +255,13 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
         while let Some(&(_, fault)) = plan.peek().filter(|(at, _)| *at <= now) {
             plan.next();
             match fault {
-                Fault::PostgresCrash => {
-                    let down = pg.crash_and_restart().await?;
-                    faults.postgres_crashes += 1;
-                    faults.postgres_down_ms.push(down.as_millis() as u64);
+                Fault::DatabaseCrash => {
+                    let down = db.crash_and_restart().await?;
+                    faults.database_crashes += 1;
+                    faults.database_down_ms.push(down.as_millis() as u64);
                     progress(&format!(
-                        "PostgreSQL crashed and restarted ({down:.1?} down)"
+                        "{} crashed and restarted ({down:.1?} down)",
+                        DB::PRODUCT
                     ));
                 }
                 Fault::NatsStop => {
@@ -300,7 +304,7 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
                 }
                 Fault::KillConnections => {
                     progress("killing the relays' database connections every 100 ms for 2 s");
-                    tokio::spawn(kill_relay_connections(
+                    tokio::spawn(kill_relay_connections::<DB>(
                         pool.clone(),
                         Arc::clone(&faults.connections_killed),
                     ));
@@ -383,15 +387,7 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
             }
         }
     }
-    let corrupt_dead: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT count(*) FROM {} WHERE event_type = '{CORRUPT_EVENT}' AND state = {} \
-         AND last_error LIKE '%headers%'",
-        outbox.statements().quoted_table(),
-        outbox_sqlx::sql::state::DEAD
-    )))
-    .fetch_one(&pool)
-    .await?;
-    let corrupt_dead = corrupt_dead as u64;
+    let corrupt_dead = DB::corrupt_dead(&pool, &outbox.statements().quoted_table()).await?;
     let stream = js.get_stream(stream_name).await?;
     let report = verify::check(stream, &produced).await?;
     for violation in &report.violations {
@@ -420,25 +416,30 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
         "long_transactions": produced.long_transactions,
         "relays_killed": relays.kills,
         "relays_crashed": relays.crashes,
-        "postgres_crashes": faults.postgres_crashes,
-        "postgres_down_ms": faults.postgres_down_ms,
+        "database_crashes": faults.database_crashes,
+        "database_down_ms": faults.database_down_ms,
         "nats_down_s": (faults.nats_down_s * 10.0).round() / 10.0,
         "relays_frozen": faults.freezes,
         "frozen_relay_fenced": faults.frozen_fenced,
         "frozen_relay_lease_expired_batches": faults.frozen_lease_expired_batches,
         "frozen_relay_broker_duplicates": faults.frozen_broker_duplicates,
         "broker_duplicates_graceful_relays": relays.counters.get("outbox_broker_duplicates_total").copied().unwrap_or(0),
+        "database": DB::DB_NAME,
         "seconds": seconds,
         "seed": seed,
     });
     pool.close().await;
-    pg.stop().await?;
+    db.stop().await?;
     nats.stop().await?;
 
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/outbox-chaos");
     std::fs::create_dir_all(&dir)?;
     let text = serde_json::to_string_pretty(&summary)?;
-    std::fs::write(dir.join("summary.json"), &text)?;
+    let file = match DB::DB_NAME {
+        "postgres" => "summary.json".to_owned(),
+        other => format!("summary-{other}.json"),
+    };
+    std::fs::write(dir.join(file), &text)?;
     println!("{text}");
     let mut broken = Vec::new();
     for (what, n) in [

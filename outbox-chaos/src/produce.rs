@@ -11,9 +11,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use outbox_sqlx::{Message, Outbox, Uuid};
-use sqlx::{AssertSqlSafe, PgPool, Postgres};
+use sqlx::Pool;
 
 use crate::BoxError;
+use crate::db::ChaosDb;
 
 /// Keys shared by every producer.
 const KEYS: u32 = 256;
@@ -63,14 +64,11 @@ pub(crate) fn seq_table(table: &str) -> String {
     format!("{table}_seq")
 }
 
-pub(crate) async fn create_seq_table(pool: &PgPool, table: &str) -> Result<(), BoxError> {
-    let seq = seq_table(table);
-    sqlx::query(AssertSqlSafe(format!(
-        "CREATE TABLE IF NOT EXISTS \"{seq}\" (key TEXT PRIMARY KEY, n BIGINT NOT NULL)"
-    )))
-    .execute(pool)
-    .await?;
-    Ok(())
+pub(crate) async fn create_seq_table<DB: ChaosDb>(
+    pool: &Pool<DB>,
+    table: &str,
+) -> Result<(), BoxError> {
+    DB::create_seq_table(pool, &seq_table(table)).await
 }
 
 fn message(event: &str, key: &str, payload: serde_json::Value) -> Result<Message, BoxError> {
@@ -113,9 +111,9 @@ fn plan(kind: Kind, rng: &mut fastrand::Rng, producer: u64) -> Result<Vec<Messag
 }
 
 /// Runs one producer until `until`.
-pub(crate) async fn produce(
-    pool: PgPool,
-    outbox: Outbox<Postgres>,
+pub(crate) async fn produce<DB: ChaosDb>(
+    pool: Pool<DB>,
+    outbox: Outbox<DB>,
     kind: Kind,
     producer: u64,
     until: Instant,
@@ -123,17 +121,8 @@ pub(crate) async fn produce(
 ) -> Result<Produced, BoxError> {
     let mut rng = fastrand::Rng::with_seed(seed ^ (producer << 32));
     let seq = seq_table(&outbox.table().to_string());
-    let bump = format!(
-        "INSERT INTO \"{seq}\" (key, n) \
-         SELECT k, count(*) FROM unnest($1::text[]) AS k GROUP BY k ORDER BY k \
-         ON CONFLICT (key) DO UPDATE SET n = \"{seq}\".n + excluded.n \
-         RETURNING key, n"
-    );
     // The outbox sequence numbers the transaction drew, for reports on order violations.
-    let lookup = format!(
-        "SELECT message_id, id FROM {} WHERE message_id = ANY($1)",
-        outbox.statements().quoted_table()
-    );
+    let table = outbox.statements().quoted_table();
     let mut out = Produced::default();
     while Instant::now() < until {
         let batch = plan(kind, &mut rng, producer)?;
@@ -155,14 +144,8 @@ pub(crate) async fn produce(
             if matches!(kind, Kind::Long) {
                 tokio::time::sleep(Duration::from_millis(rng.u64(100..600))).await;
             }
-            let last: Vec<(String, i64)> = sqlx::query_as(AssertSqlSafe(bump.as_str()))
-                .bind(&keys)
-                .fetch_all(&mut *tx)
-                .await?;
-            let seqs: Vec<(Uuid, i64)> = sqlx::query_as(AssertSqlSafe(lookup.as_str()))
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?;
+            let last = DB::bump(&mut tx, &seq, &keys).await?;
+            let seqs = DB::lookup(&mut tx, &table, &ids).await?;
             Ok::<_, BoxError>((tx, last, seqs))
         };
         let (tx, last, seqs) = match attempt.await {

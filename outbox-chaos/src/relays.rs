@@ -11,21 +11,17 @@ use async_nats::jetstream;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use outbox_publishers::NatsPublisher;
 use outbox_sqlx::{Envelope, Outbox, PublishError, Publisher, Relay, RetryPolicy};
-use sqlx::Postgres;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::{MySql, Postgres};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
+use crate::db::ChaosDb;
 use crate::services::signal;
 use crate::{BoxError, flag};
 
 /// The lease every relay process runs with: how long one batch may hold its rows. A relay
 /// killed mid-batch frees its keys sooner, after the one-second heartbeat lease.
 pub(crate) const LEASE: Duration = Duration::from_secs(5);
-
-/// The `application_name` of the relays' database connections, by which the harness finds
-/// them to kill them.
-pub(crate) const APPLICATION_NAME: &str = "outbox-chaos-relay";
 
 /// Sums every counter the relay reports through the `metrics` facade, by name.
 #[derive(Default)]
@@ -83,7 +79,7 @@ impl<P: Publisher> Publisher for SlowAcks<P> {
             tokio::time::sleep(self.delay).await;
         }
         let calls = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.hang_one_in > 0 && calls % self.hang_one_in == 0 {
+        if self.hang_one_in > 0 && calls.is_multiple_of(self.hang_one_in) {
             // The broker has the messages; the acknowledgement never comes back.
             std::future::pending::<()>().await;
         }
@@ -93,6 +89,14 @@ impl<P: Publisher> Publisher for SlowAcks<P> {
 
 /// One relay process: runs until SIGINT, then prints its counters as one JSON line.
 pub(crate) async fn relay_process(args: &[String]) -> Result<(), BoxError> {
+    match flag(args, "--db").as_deref().unwrap_or("postgres") {
+        "postgres" => relay_on::<Postgres>(args).await,
+        "mysql" => relay_on::<MySql>(args).await,
+        other => Err(format!("--db takes postgres or mysql, not {other:?}").into()),
+    }
+}
+
+async fn relay_on<DB: ChaosDb>(args: &[String]) -> Result<(), BoxError> {
     static COUNTERS: OnceLock<Counters> = OnceLock::new();
     let counters = COUNTERS.get_or_init(Counters::default);
     metrics::set_global_recorder(counters).map_err(|e| e.to_string())?;
@@ -101,24 +105,14 @@ pub(crate) async fn relay_process(args: &[String]) -> Result<(), BoxError> {
     let subject = flag(args, "--stream").ok_or("--stream is required")?;
     let database_url = flag(args, "--database-url").ok_or("--database-url is required")?;
     let nats_url = flag(args, "--nats-url").ok_or("--nats-url is required")?;
-    // Lazy pool and retrying connect: a relay started while the database or the broker is
-    // down waits for them instead of exiting.
     let ack_delay: u64 = flag(args, "--ack-delay-ms")
         .map(|v| v.parse())
         .transpose()?
         .unwrap_or(0);
-    // The slow relay is the one frozen later; its connections are left alone, so that it is
-    // mid-batch (not backing off) when it is frozen.
-    let name = match ack_delay {
-        0 => APPLICATION_NAME.to_owned(),
-        _ => format!("{APPLICATION_NAME}-slow"),
-    };
-    let options: sqlx::postgres::PgConnectOptions = database_url.parse()?;
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options.application_name(&name));
-    let store = Outbox::<Postgres>::with_table(&table)?.store(pool);
+    // Lazy pool and retrying connect: a relay started while the database or the broker is
+    // down waits for them instead of exiting.
+    let pool = DB::relay_pool(&database_url, ack_delay > 0)?;
+    let store = Outbox::<DB>::with_table(&table)?.store(pool);
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(nats_url)
@@ -168,9 +162,10 @@ pub(crate) struct Relays {
 }
 
 impl Relays {
-    /// Starts `count` relay processes.
+    /// Starts `count` relay processes on the database `db` names (`--db`).
     pub(crate) fn start(
         count: usize,
+        db: &str,
         table: &str,
         stream: &str,
         database_url: &str,
@@ -178,6 +173,8 @@ impl Relays {
     ) -> Result<Self, BoxError> {
         let args = [
             "relay",
+            "--db",
+            db,
             "--table",
             table,
             "--stream",

@@ -1,4 +1,4 @@
-//! A PostgreSQL cluster and a NATS server of the run's own, in a temporary directory on free
+//! A PostgreSQL cluster (or a MariaDB server) and a NATS server of the run's own, in a temporary directory on free
 //! loopback ports, so crashing and stopping them touches nothing else on the machine.
 
 use std::path::{Path, PathBuf};
@@ -262,6 +262,136 @@ impl Postgres {
     /// Stops the server and removes its directory.
     pub(crate) async fn stop(mut self) -> Result<(), BoxError> {
         self.shutdown("INT").await?;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+/// A MariaDB server of this run's own: `mariadb-install-db` into a temporary directory, on a
+/// free port, with grant tables skipped (every user name is accepted: relays connect as
+/// `relay`, so the harness can find and kill their connections).
+pub(crate) struct MariaDb {
+    dir: PathBuf,
+    server: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl MariaDb {
+    /// Creates the data directory and starts the server.
+    pub(crate) async fn start() -> Result<Self, BoxError> {
+        let dir = fresh_dir("mariadb")?;
+        let install = which("mariadb-install-db")
+            .or_else(|| which("mysql_install_db"))
+            .ok_or("mariadb-install-db not found on PATH or in /usr/sbin")?;
+        let server = which("mariadbd")
+            .or_else(|| which("mysqld"))
+            .ok_or("mariadbd not found on PATH or in /usr/sbin")?;
+        let status = Command::new(install)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .args([
+                "--user=root",
+                "--skip-test-db",
+                "--auth-root-authentication-method=normal",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file(&dir.join("install.log"))?)
+            .status()
+            .await?;
+        if !status.success() {
+            return Err(format!(
+                "mariadb-install-db failed; see {}",
+                dir.join("install.log").display()
+            )
+            .into());
+        }
+        let mut db = Self {
+            dir,
+            server,
+            port: free_port()?,
+            child: None,
+        };
+        db.spawn().await?;
+        Ok(db)
+    }
+
+    /// `mysql://` URL of the server's `chaos` database.
+    pub(crate) fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/chaos", self.port)
+    }
+
+    async fn spawn(&mut self) -> Result<(), BoxError> {
+        let child = Command::new(&self.server)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", self.dir.join("data").display()))
+            .arg(format!(
+                "--socket={}",
+                self.dir.join("mysqld.sock").display()
+            ))
+            .arg(format!(
+                "--pid-file={}",
+                self.dir.join("mysqld.pid").display()
+            ))
+            .arg(format!(
+                "--log-error={}",
+                self.dir.join("error.log").display()
+            ))
+            .arg(format!("--port={}", self.port))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                "--skip-grant-tables",
+                "--skip-log-bin",
+                "--max-connections=300",
+                // A process crash (not a power cut) is what this harness simulates: the log
+                // written to the OS survives it.
+                "--innodb-flush-log-at-trx-commit=2",
+                "--innodb-buffer-pool-size=256M",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let root = format!("mysql://root@127.0.0.1:{}/mysql", self.port);
+        loop {
+            if let Some(child) = &mut self.child
+                && let Some(status) = child.try_wait()?
+            {
+                return Err(format!(
+                    "mariadbd exited with {status}; see {}",
+                    self.dir.join("error.log").display()
+                )
+                .into());
+            }
+            if let Ok(mut conn) = <sqlx::MySqlConnection as sqlx::Connection>::connect(&root).await
+            {
+                sqlx::Executor::execute(&mut conn, "CREATE DATABASE IF NOT EXISTS chaos").await?;
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("mariadbd did not accept connections within 60 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills the server (SIGKILL: every connection cut, InnoDB recovers from its log) and
+    /// starts it again. Returns how long it was unreachable.
+    pub(crate) async fn crash_and_restart(&mut self) -> Result<Duration, BoxError> {
+        let began = Instant::now();
+        stop_child(self.child.take(), "KILL").await?;
+        self.spawn().await?;
+        Ok(began.elapsed())
+    }
+
+    /// Stops the server and removes its directory.
+    pub(crate) async fn stop(mut self) -> Result<(), BoxError> {
+        stop_child(self.child.take(), "TERM").await?;
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())
     }

@@ -6,9 +6,10 @@
 //! * `quickstart`: runs the quickstart and checks what it printed.
 //! * `bench [--quick] [--db mysql|sqlite]`: `services`, then the benchmark suite in release
 //!   mode; writes `target/outbox-bench/summary.json` (PostgreSQL) or `summary-<db>.json`.
-//! * `chaos [--quick]`: relay processes killed and frozen, its own PostgreSQL crashed and its
-//!   own NATS stopped while producers commit; fails on any lost message, order violation or
-//!   unexpected dead letter; writes `target/outbox-chaos/summary.json`.
+//! * `chaos [--quick] [--db mysql]`: relay processes killed, frozen and hung, their database
+//!   connections killed, its own PostgreSQL (or MariaDB) crashed and its own NATS stopped
+//!   while producers commit; fails on any lost message, order violation or unexpected dead
+//!   letter; writes `target/outbox-chaos/summary.json` (`summary-mysql.json`).
 //!
 //! Only the standard library: this crate builds in seconds on a new machine.
 
@@ -28,12 +29,12 @@ fn main() -> ExitCode {
         Some("chaos") => chaos(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <services|test|quickstart|bench [--quick] [--db mysql|sqlite]|chaos [--quick]>\n\n\
+                "usage: cargo xtask <services|test|quickstart|bench [--quick] [--db mysql|sqlite]|chaos [--quick] [--db mysql]>\n\n\
                  services    start PostgreSQL, MariaDB and NATS if they are down\n\
                  test        services, then every test (nextest) and the doc tests\n\
                  quickstart  run the quickstart and check its output\n\
                  bench       services, then the benchmark suite (target/outbox-bench/summary.json)\n\
-                 chaos       faults against its own PostgreSQL and NATS (target/outbox-chaos/summary.json)"
+                 chaos       faults against its own PostgreSQL (or MariaDB) and NATS (target/outbox-chaos/)"
             );
             return ExitCode::from(2);
         }
