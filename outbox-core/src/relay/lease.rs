@@ -201,7 +201,7 @@ impl Heartbeat {
                 }
                 Ok(false) => {
                     tracing::warn!(
-                        "a claim's lease could not be renewed: it passed to another relay"
+                        "a claim's lease could not be renewed: it ran out, or another relay holds its rows"
                     );
                     self.ends.store(0, Ordering::Release);
                     return;
