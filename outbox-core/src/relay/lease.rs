@@ -84,12 +84,7 @@ impl Lease {
             step: self.step,
             ends: Arc::clone(&self.ends),
         };
-        tokio::spawn(async move {
-            tokio::select! {
-                () = heartbeat.run(relay.store(), token, &seqs) => {}
-                () = stop.cancelled() => {}
-            }
-        });
+        tokio::spawn(async move { heartbeat.run(relay.store(), token, &seqs, &stop).await });
     }
 
     fn ends(&self) -> Option<Instant> {
@@ -167,12 +162,24 @@ struct Heartbeat {
 }
 
 impl Heartbeat {
-    async fn run<S: Store>(&self, store: &S, token: LeaseToken, seqs: &[i64]) {
+    /// Renews until `stop` (the batch is settling) or until the lease is lost. Stopping
+    /// interrupts only the wait between renewals: a renewal in flight is let finish, so no
+    /// statement is cut off mid-way on its connection.
+    async fn run<S: Store>(
+        &self,
+        store: &S,
+        token: LeaseToken,
+        seqs: &[i64],
+        stop: &CancellationToken,
+    ) {
         let limit_at = self.claimed_at + self.limit;
         let mut sent = self.claimed_at;
         let mut pause = self.step / 4;
         loop {
-            tokio::time::sleep_until(sent + pause).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(sent + pause) => {}
+                () = stop.cancelled() => return,
+            }
             let now = Instant::now();
             let seen = self.ends.load(Ordering::Acquire);
             if seen == 0 || now >= limit_at {
@@ -180,7 +187,12 @@ impl Heartbeat {
             }
             // Never past the configured lease: that is how long the batch may hold its rows.
             let lease = self.step.min(limit_at - now);
-            match store.renew(token, seqs, lease).await {
+            let renewed = store.renew(token, seqs, lease).await;
+            if stop.is_cancelled() {
+                // The batch settled meanwhile; a refusal now only means the claim has ended.
+                return;
+            }
+            match renewed {
                 Ok(true) => {
                     let renewed = nanos(now - self.claimed_at + lease);
                     // Only while the relay's count still holds: once the publishing side gave
