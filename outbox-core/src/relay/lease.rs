@@ -135,9 +135,7 @@ impl Lease {
             }
         }
     }
-}
 
-impl Lease {
     /// Stops the heartbeat (before settling: a renewal racing the settlement would find the
     /// claim ended and take it for lost). The lease then ends where it ends now.
     pub(crate) fn stop_renewing(&self) {

@@ -219,7 +219,6 @@ impl Statements {
     /// which a JSON array would have to carry encoded). PostgreSQL uses
     /// [`Statements::insert_many_arrays`] instead.
     pub fn insert_many(&self, n: usize) -> String {
-        let t = self.quoted_table();
         let now = self.now();
         let row = match self.dialect {
             Dialect::MySql => {
@@ -227,10 +226,7 @@ impl Statements {
             }
             _ => format!("(?, ?, ?, ?, ?, ?, {now}, {now} + ?)"),
         };
-        let mut sql = format!(
-            "INSERT INTO {t} (message_id, event_type, partition_key, aggregate_type, payload, \
-             headers, created_at, available_at) VALUES "
-        );
+        let mut sql = format!("{} VALUES ", self.insert_into());
         for i in 0..n {
             if i > 0 {
                 sql.push_str(", ");
@@ -240,6 +236,15 @@ impl Statements {
         sql
     }
 
+    /// `INSERT INTO` the table with every column a multi-row insert writes (MySQL, SQLite).
+    fn insert_into(&self) -> String {
+        format!(
+            "INSERT INTO {} (message_id, event_type, partition_key, aggregate_type, payload, \
+             headers, created_at, available_at)",
+            self.quoted_table()
+        )
+    }
+
     /// As [`insert_many`](Statements::insert_many), after locking the slots of a JSON array
     /// parameter bound last, sorted ([`KeyLockSql::slot`] of every distinct key), so that all of
     /// them are held before any id is drawn (MySQL). The rows keep their order. The join order
@@ -247,7 +252,6 @@ impl Statements {
     /// row it reads (a chaos run caught one batch holding 2,295 slots).
     pub fn insert_many_locked(&self, n: usize) -> Option<String> {
         let locks = self.enabled_key_locks()?;
-        let t = self.quoted_table();
         let now = self.now();
         let mut rows = String::new();
         for i in 0..n {
@@ -260,13 +264,13 @@ impl Statements {
             }
         }
         Some(format!(
-            "INSERT INTO {t} (message_id, event_type, partition_key, aggregate_type, payload, \
-             headers, created_at, available_at)
+            "{insert}
 SELECT v.m, v.e, v.k, v.a, v.p, v.h, {now}, TIMESTAMPADD(MICROSECOND, v.d, {now})
 FROM ({rows}) AS v
 WHERE (SELECT COUNT(*) FROM JSON_TABLE(?, '$[*]' COLUMNS (s INT PATH '$')) AS j
        STRAIGHT_JOIN {locks} l FORCE INDEX (PRIMARY) ON l.slot = j.s FOR UPDATE) >= 0
 ORDER BY v.ord",
+            insert = self.insert_into(),
             locks = locks.table
         ))
     }

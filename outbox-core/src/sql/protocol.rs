@@ -269,6 +269,8 @@ pub async fn enqueue<E: Executor>(
             let id = id_text(one.id());
             let headers = one.headers_json();
             let delayed = !one.delay().is_zero();
+            // Only undelayed messages come here on MySQL (the guard above), so the locked
+            // insert needs no delay parameter.
             let locked = s.enabled_key_locks().zip(one.partition_key());
             let sql = match locked {
                 Some((locks, _)) => &locks.insert_one,
