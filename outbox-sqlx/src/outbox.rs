@@ -3,8 +3,8 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use outbox_core::sql::{Statements, TableName, protocol};
-use outbox_core::{DEFAULT_MAX_PAYLOAD_BYTES, Message, Result};
+use outbox_core::sql::{OutboxTable, Statements, TableName};
+use outbox_core::{Message, Result};
 use sqlx::Pool;
 
 use crate::database::{OutboxConnection, OutboxDatabase};
@@ -24,29 +24,19 @@ use crate::store::{SqlxExecutor, SqlxStore};
 /// # Ok::<(), outbox_sqlx::Error>(())
 /// ```
 pub struct Outbox<DB: OutboxDatabase> {
-    statements: Arc<Statements>,
-    max_payload: usize,
+    table: OutboxTable,
     _db: PhantomData<fn() -> DB>,
 }
 
 impl<DB: OutboxDatabase> Clone for Outbox<DB> {
     fn clone(&self) -> Self {
-        Self {
-            statements: Arc::clone(&self.statements),
-            max_payload: self.max_payload,
-            _db: PhantomData,
-        }
+        Self::from_table(self.table.clone())
     }
 }
 
 impl<DB: OutboxDatabase> std::fmt::Debug for Outbox<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox")
-            .field("dialect", &DB::DIALECT)
-            .field("table", &self.statements.table)
-            .field("max_payload", &self.max_payload)
-            .field("notify", &self.statements.notify)
-            .finish()
+        f.debug_tuple("Outbox").field(&self.table).finish()
     }
 }
 
@@ -57,13 +47,16 @@ impl<DB: OutboxDatabase> Default for Outbox<DB> {
 }
 
 impl<DB: OutboxDatabase> Outbox<DB> {
-    /// The default table, `outbox`.
-    pub fn new() -> Self {
+    fn from_table(table: OutboxTable) -> Self {
         Self {
-            statements: Statements::default_for(DB::DIALECT),
-            max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
+            table,
             _db: PhantomData,
         }
+    }
+
+    /// The default table, `outbox`.
+    pub fn new() -> Self {
+        Self::from_table(OutboxTable::new(DB::DIALECT))
     }
 
     /// Another table, optionally schema-qualified (`schema.table`).
@@ -72,50 +65,32 @@ impl<DB: OutboxDatabase> Outbox<DB> {
     ///
     /// [`Error::InvalidTableName`](outbox_core::Error::InvalidTableName) unless the name is a plain identifier.
     pub fn with_table(name: &str) -> Result<Self> {
-        let table = TableName::new(name)?;
-        Ok(Self {
-            statements: Arc::new(Statements::new(DB::DIALECT, table)),
-            max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
-            _db: PhantomData,
-        })
+        OutboxTable::with_table(DB::DIALECT, name).map(Self::from_table)
     }
 
     /// The largest payload accepted at enqueue (default 1 MiB).
     #[must_use]
-    pub fn max_payload_bytes(mut self, limit: usize) -> Self {
-        self.max_payload = limit;
-        self
+    pub fn max_payload_bytes(self, limit: usize) -> Self {
+        Self::from_table(self.table.max_payload_bytes(limit))
     }
 
     /// The table.
     pub fn table(&self) -> &TableName {
-        &self.statements.table
+        self.table.table()
     }
 
     /// The SQL this outbox sends.
     pub fn statements(&self) -> &Statements {
-        &self.statements
+        self.table.statements()
     }
 
     /// Writes `message` in the caller's transaction. It becomes visible to relays when the
-    /// transaction commits, and disappears with it on rollback.
+    /// transaction commits, and disappears with it on rollback. On a connection that is not
+    /// in a transaction, the insert commits at once.
     ///
-    /// # Locking (PostgreSQL)
-    ///
-    /// So that a key's messages are published in commit order, enqueueing a keyed message
-    /// takes a lock on its key that is held until the transaction ends: two transactions that
-    /// enqueue the same key run one after the other from that point to commit, as they would
-    /// with a row lock on the aggregate. Two concurrent transactions that each `enqueue`
-    /// two keys in opposite orders can therefore deadlock (PostgreSQL aborts one with
-    /// "deadlock detected"; retry it). [`enqueue_all`](Outbox::enqueue_all) takes all its keys'
-    /// locks in one sorted pass, so transactions that enqueue their messages with one
-    /// `enqueue_all` call never deadlock on each other's keys. Unkeyed messages take no lock.
-    ///
-    /// MySQL and MariaDB take the same lock, through a row of `<table>_key_locks` picked by
-    /// the key's hash (two keys share a row one time in 65,536, which only makes their
-    /// transactions wait for each other; InnoDB reports a deadlock as "Deadlock found when
-    /// trying to get lock"). It costs about 1.15x a plain `INSERT` per transaction here;
-    /// [`Outbox::lock_keys`] turns it off. SQLite has one writer at a time and needs none.
+    /// A keyed message locks its key until the transaction ends, so that a key's messages are
+    /// published in commit order: see [`OutboxTable`](crate::sql::OutboxTable#locking) for
+    /// what that costs and when it can deadlock. [`Outbox::lock_keys`] turns it off on MySQL.
     ///
     /// # Errors
     ///
@@ -132,13 +107,7 @@ impl<DB: OutboxDatabase> Outbox<DB> {
     }
 
     /// Writes several messages in one statement, in order (on MySQL and SQLite, one statement
-    /// per 8,000 or 4,000 messages).
-    ///
-    /// On PostgreSQL every distinct key takes a lock that is held until the transaction ends,
-    /// so that a key's messages are published in commit order; PostgreSQL's lock table holds
-    /// a few thousand such locks across all sessions (`max_locks_per_transaction` times
-    /// `max_connections`), and a transaction that enqueues more distinct keys than that fails
-    /// with "out of shared memory". Enqueue very large fan-outs in several transactions.
+    /// per 8,000 or 4,000 messages), taking their keys' locks in one sorted pass.
     ///
     /// # Errors
     ///
@@ -158,7 +127,7 @@ impl<DB: OutboxDatabase> Outbox<DB> {
         messages: &[Message],
     ) -> Result<()> {
         let mut exec = SqlxExecutor::<C::Database>(conn);
-        protocol::enqueue(&mut exec, &self.statements, self.max_payload, messages).await
+        self.table.enqueue(&mut exec, messages).await
     }
 
     /// Creates the outbox table and its indexes if they do not exist; on PostgreSQL also the
@@ -172,19 +141,19 @@ impl<DB: OutboxDatabase> Outbox<DB> {
     /// [`Database`](crate::Error::Database) when a statement fails (for example, no permission to create
     /// tables).
     pub async fn migrate<C: OutboxConnection>(&self, conn: &mut C) -> Result<()> {
-        protocol::migrate(&mut SqlxExecutor::<C::Database>(conn), &self.statements).await
+        self.table
+            .migrate(&mut SqlxExecutor::<C::Database>(conn))
+            .await
     }
 
     /// A relay store reading this outbox through `pool`.
     pub fn store(&self, pool: Pool<DB>) -> SqlxStore<DB> {
-        SqlxStore::with_statements(pool, Arc::clone(&self.statements))
+        SqlxStore::with_statements(pool, Arc::clone(self.table.statements()))
     }
 
     /// The LISTEN/NOTIFY channel enqueues signal, if enabled.
     pub fn notify_channel(&self) -> Option<String> {
-        self.statements
-            .notify
-            .then(|| self.statements.notify_channel())
+        self.table.notify_channel()
     }
 }
 
@@ -202,10 +171,8 @@ impl Outbox<sqlx::MySql> {
     /// Turn it off only where a key's transactions never overlap (one writer per key), or
     /// where that order does not matter.
     #[must_use]
-    pub fn lock_keys(mut self, on: bool) -> Self {
-        let statements = (*self.statements).clone().with_key_locks(on);
-        self.statements = Arc::new(statements);
-        self
+    pub fn lock_keys(self, on: bool) -> Self {
+        Self::from_table(self.table.lock_keys(on))
     }
 }
 
@@ -221,9 +188,7 @@ impl Outbox<sqlx::Postgres> {
     /// cost about 36% of producer throughput with 8 producers here
     /// (`cargo run --release -p outbox-bench -- notify`: 0.64x the commits per second).
     #[must_use]
-    pub fn notify_on_commit(mut self, on: bool) -> Self {
-        let plain = Statements::new(sqlx::Postgres::DIALECT, self.statements.table.clone());
-        self.statements = Arc::new(if on { plain.with_notify() } else { plain });
-        self
+    pub fn notify_on_commit(self, on: bool) -> Self {
+        Self::from_table(self.table.notify_on_commit(on))
     }
 }

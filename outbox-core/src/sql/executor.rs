@@ -138,6 +138,11 @@ impl Rows {
         self.len() == 0
     }
 
+    /// The cells, row after row.
+    pub fn cells(&self) -> &[Cell] {
+        &self.cells
+    }
+
     /// The rows, to read cells from.
     pub(crate) fn rows(&mut self) -> Result<impl Iterator<Item = Row<'_>>, DbError> {
         let n = self.columns.len();

@@ -15,6 +15,7 @@
 
 mod executor;
 mod mysql;
+mod outbox_table;
 mod postgres;
 mod postgres_claims;
 pub mod protocol;
@@ -31,6 +32,7 @@ pub use self::executor::{
     Cell, CellType, Column, DbError, DbErrorKind, Executor, Param, Query, Row, Rows, TxMode,
     block_on_ready,
 };
+pub use self::outbox_table::OutboxTable;
 pub use self::postgres_claims::ClaimsSql;
 pub use self::protocol::Operation;
 pub use self::store::{SqlPool, SqlStore};

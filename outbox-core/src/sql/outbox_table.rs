@@ -1,0 +1,128 @@
+//! `OutboxTable`: one outbox table as producers see it, shared by every adapter's `Outbox`.
+
+use std::sync::Arc;
+
+use super::{Dialect, Executor, Statements, TableName, protocol};
+use crate::error::Result;
+use crate::message::{DEFAULT_MAX_PAYLOAD_BYTES, Message};
+
+/// An outbox table on one database: its statements and the largest payload it accepts. Each
+/// adapter's `Outbox` is this type with the adapter's connection types in its signatures.
+///
+/// # Locking
+///
+/// So that a key's messages are published in commit order, enqueueing a keyed message takes a
+/// lock on its key that is held until the transaction ends: two transactions that enqueue the
+/// same key run one after the other from that point to commit, as they would with a row lock
+/// on the aggregate. Two concurrent transactions that each enqueue two keys in opposite orders
+/// can therefore deadlock (the database aborts one; retry it). An `enqueue` of several
+/// messages takes all its keys' locks in one sorted pass, so transactions that enqueue their
+/// messages with one call never deadlock on each other's keys. Unkeyed messages take no lock.
+///
+/// PostgreSQL takes a transaction-scoped advisory lock per key. Its lock table holds a few
+/// thousand such locks across all sessions (`max_locks_per_transaction` times
+/// `max_connections`): a transaction that enqueues more distinct keys than that fails with
+/// "out of shared memory", so enqueue very large fan-outs in several transactions. MySQL and
+/// MariaDB lock a row of `<table>_key_locks` picked by the key's hash (two keys share a row
+/// one time in 65,536, which only makes their transactions wait for each other); it costs
+/// about 1.15x a plain `INSERT` per transaction, and [`lock_keys`](Self::lock_keys) turns it
+/// off. SQLite has one writer at a time and needs none.
+#[derive(Debug, Clone)]
+pub struct OutboxTable {
+    statements: Arc<Statements>,
+    max_payload: usize,
+}
+
+impl OutboxTable {
+    /// The default table, `outbox`, on `dialect`.
+    pub fn new(dialect: Dialect) -> Self {
+        Self {
+            statements: Statements::default_for(dialect),
+            max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+
+    /// Another table, optionally schema-qualified (`schema.table`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTableName`](crate::Error::InvalidTableName) unless the name is a plain
+    /// identifier.
+    pub fn with_table(dialect: Dialect, name: &str) -> Result<Self> {
+        let table = TableName::new(name)?;
+        Ok(Self {
+            statements: Arc::new(Statements::new(dialect, table)),
+            max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
+        })
+    }
+
+    /// The largest payload accepted at enqueue (default 1 MiB).
+    #[must_use]
+    pub fn max_payload_bytes(mut self, limit: usize) -> Self {
+        self.max_payload = limit;
+        self
+    }
+
+    /// The largest payload accepted at enqueue.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// The table.
+    pub fn table(&self) -> &TableName {
+        &self.statements.table
+    }
+
+    /// The SQL this table is written and read with.
+    pub fn statements(&self) -> &Arc<Statements> {
+        &self.statements
+    }
+
+    /// Whether enqueueing a keyed message locks its key until the transaction ends (MySQL and
+    /// MariaDB; default `true`; other databases are unchanged). See [`Statements::with_key_locks`].
+    #[must_use]
+    pub fn lock_keys(mut self, on: bool) -> Self {
+        self.statements = Arc::new((*self.statements).clone().with_key_locks(on));
+        self
+    }
+
+    /// Whether every inserting statement also sends `NOTIFY` on the table's channel
+    /// (PostgreSQL; other databases are unchanged).
+    #[must_use]
+    pub fn notify_on_commit(mut self, on: bool) -> Self {
+        let plain = Statements::new(self.statements.dialect, self.statements.table.clone())
+            .with_key_locks(self.statements.enabled_key_locks().is_some());
+        self.statements = Arc::new(if on { plain.with_notify() } else { plain });
+        self
+    }
+
+    /// The LISTEN/NOTIFY channel enqueues signal, if enabled.
+    pub fn notify_channel(&self) -> Option<String> {
+        self.statements
+            .notify
+            .then(|| self.statements.notify_channel())
+    }
+
+    /// Writes `messages` in order through `exec`, the caller's connection (inside the caller's
+    /// transaction): one statement on PostgreSQL, one per 8,000 (MySQL) or 4,000 (SQLite)
+    /// messages elsewhere. Nothing is written if any message is rejected.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge) before anything is written;
+    /// [`Error::MissingTable`](crate::Error::MissingTable) when the migration has not run;
+    /// [`Error::Database`](crate::Error::Database) for anything else the database reports.
+    pub async fn enqueue<E: Executor>(&self, exec: &mut E, messages: &[Message]) -> Result<()> {
+        protocol::enqueue(exec, &self.statements, self.max_payload, messages).await
+    }
+
+    /// Creates the table and what the protocol needs beside it, if missing. See
+    /// [`protocol::migrate`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`](crate::Error::Database) when a statement fails.
+    pub async fn migrate<E: Executor>(&self, exec: &mut E) -> Result<()> {
+        protocol::migrate(exec, &self.statements).await
+    }
+}

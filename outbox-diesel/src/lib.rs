@@ -1,0 +1,76 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod backend;
+mod error;
+mod outbox;
+#[cfg(feature = "r2d2")]
+mod pool;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+#[cfg(feature = "mysql")]
+pub use diesel::mysql::Mysql;
+#[cfg(feature = "postgres")]
+pub use diesel::pg::Pg;
+#[cfg(feature = "sqlite")]
+pub use diesel::sqlite::Sqlite;
+pub use outbox_core::memory;
+pub use outbox_core::relay;
+pub use outbox_core::sql;
+pub use outbox_core::{
+    BatchReport, BoxError, Claim, Codec, CorruptRow, Envelope, Error, Failure, Headers, Health,
+    Inspect, Json, LeaseToken, Message, OutboxStats, ParseStatusError, PublishError, Publisher,
+    Relay, RelayBuilder, RelayConfig, Result, RetryDecision, RetryPolicy, Settled, Settlement,
+    Status, Store, StoredMessage, Uuid, WakeHandle,
+};
+
+pub use self::backend::{OutboxBackend, OutboxConnection};
+pub use self::outbox::Outbox;
+#[cfg(feature = "r2d2")]
+pub use self::pool::{DieselPool, DieselStore};
+
+/// The relay store on PostgreSQL, over an r2d2 pool of `PgConnection`s.
+#[cfg(all(feature = "r2d2", feature = "postgres"))]
+pub type PgStore = DieselStore<diesel::PgConnection>;
+/// The relay store on MySQL or MariaDB, over an r2d2 pool of `MysqlConnection`s.
+#[cfg(all(feature = "r2d2", feature = "mysql"))]
+pub type MysqlStore = DieselStore<diesel::MysqlConnection>;
+/// The relay store on SQLite, over an r2d2 pool of `SqliteConnection`s.
+#[cfg(all(feature = "r2d2", feature = "sqlite"))]
+pub type SqliteStore = DieselStore<diesel::SqliteConnection>;
+
+/// Writes `message` to the default `outbox` table in the connection's transaction.
+///
+/// Call it inside `conn.transaction(|conn| ...)` with the closure's `conn`. The message
+/// becomes visible to relays when the transaction commits and vanishes with it on rollback.
+///
+/// # Errors
+///
+/// See [`Outbox::enqueue`].
+pub fn enqueue<C: OutboxConnection>(conn: &mut C, message: Message) -> Result<()> {
+    Outbox::<C::Backend>::new().enqueue(conn, message)
+}
+
+/// Writes several messages to the default `outbox` table in one statement, in order.
+///
+/// # Errors
+///
+/// See [`Outbox::enqueue_all`].
+pub fn enqueue_all<C, I>(conn: &mut C, messages: I) -> Result<()>
+where
+    C: OutboxConnection,
+    I: IntoIterator<Item = Message>,
+{
+    Outbox::<C::Backend>::new().enqueue_all(conn, messages)
+}
+
+/// Creates the default `outbox` table and its indexes if they do not exist.
+///
+/// # Errors
+///
+/// See [`Outbox::migrate`].
+pub fn migrate<C: OutboxConnection>(conn: &mut C) -> Result<()> {
+    Outbox::<C::Backend>::new().migrate(conn)
+}

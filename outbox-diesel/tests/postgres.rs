@@ -1,0 +1,20 @@
+//! The conformance suite and adapter tests on PostgreSQL through diesel
+//! (`OUTBOX_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
+
+use diesel::PgConnection;
+use outbox_core::testing::Visibility;
+use outbox_diesel::testing::{DieselBackend, pool};
+
+fn backend() -> DieselBackend<PgConnection> {
+    let url = std::env::var("OUTBOX_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    DieselBackend::new(
+        "diesel postgres",
+        pool("PostgreSQL", &url, 16),
+        Visibility::KeySerialized,
+    )
+}
+
+outbox_core::conformance_suite!(async { tokio::task::block_in_place(backend) });
+
+outbox_core::adapter_suite!(async { tokio::task::block_in_place(backend) });
