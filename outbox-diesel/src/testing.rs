@@ -252,3 +252,207 @@ where
         self.store().keep_published(true)
     }
 }
+
+/// Expands to one test per case of diesel's own transactions (`conn.transaction(..)` committing,
+/// returning an error, panicking; no transaction at all), each on a backend built by `$make`
+/// (an expression producing a [`DieselBackend`]).
+#[macro_export]
+macro_rules! transaction_suite {
+    ($make:expr) => {
+        $crate::transaction_suite!(@cases $make;
+            a_committed_closure_keeps_the_business_row_and_its_message,
+            an_error_returned_from_the_closure_leaves_neither,
+            a_panic_inside_the_closure_leaves_neither,
+            enqueue_outside_a_transaction_commits_at_once,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let backend = ::tokio::task::block_in_place(|| $make);
+                $crate::testing::$case(&backend).await;
+            }
+        )*
+    };
+}
+
+/// The error type of an application's transaction closures: diesel's errors and the outbox's
+/// both convert into it.
+type AppError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A business table beside the outbox, as an application has.
+struct Orders(String);
+
+impl Orders {
+    fn create<C: R2D2Connection + OutboxConnection + 'static>(backend: &DieselBackend<C>) -> Self {
+        let name = format!("orders_{}", fresh_table());
+        backend
+            .execute_now(&format!("CREATE TABLE {name} (id BIGINT PRIMARY KEY)"))
+            .unwrap();
+        Self(name)
+    }
+
+    fn insert<C: OutboxConnection>(&self, conn: &mut C, id: i64) -> Result<()> {
+        let sql = format!("INSERT INTO {} (id) VALUES ({id})", self.0);
+        C::Backend::execute(conn, &Query::statement(&sql))?;
+        Ok(())
+    }
+
+    fn count<C: R2D2Connection + OutboxConnection + 'static>(
+        &self,
+        backend: &DieselBackend<C>,
+    ) -> i64 {
+        let ints = backend
+            .fetch_ints(&format!("SELECT COUNT(*) AS n FROM {}", self.0))
+            .unwrap();
+        ints[0]
+    }
+
+    fn drop_table<C: R2D2Connection + OutboxConnection + 'static>(
+        self,
+        backend: &DieselBackend<C>,
+    ) {
+        let _ = backend.execute_now(&format!("DROP TABLE {}", self.0));
+    }
+}
+
+impl<C> DieselBackend<C>
+where
+    C: R2D2Connection + OutboxConnection + 'static,
+{
+    fn execute_now(&self, sql: &str) -> Result<u64> {
+        Ok(C::Backend::execute(
+            &mut *self.conn()?,
+            &Query::statement(sql),
+        )?)
+    }
+
+    fn unpublished(&self) -> u64 {
+        let store = self.store();
+        let stats = tokio::runtime::Handle::current().block_on(outbox_core::Inspect::stats(&store));
+        stats.unwrap().unpublished()
+    }
+}
+
+fn order_created(id: i64) -> Message {
+    Message::json("order.created", &serde_json::json!({ "id": id }))
+        .unwrap()
+        .key(id)
+        .unwrap()
+}
+
+/// A closure that returns `Ok` commits the business row and the message together, enqueued on
+/// the closure's connection (a pooled connection, passed as the pool hands it out).
+pub async fn a_committed_closure_keeps_the_business_row_and_its_message<C>(
+    backend: &DieselBackend<C>,
+) where
+    C: R2D2Connection + OutboxConnection + 'static,
+{
+    use diesel::Connection;
+    tokio::task::block_in_place(|| {
+        let orders = Orders::create(backend);
+        let mut conn = backend.pool.get().unwrap();
+        conn.transaction::<_, AppError, _>(|conn| {
+            orders.insert(conn, 1)?;
+            backend.outbox.enqueue(conn, order_created(1))?;
+            backend
+                .outbox
+                .enqueue_all(conn, [order_created(2), order_created(3)])?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            orders.count(backend),
+            1,
+            "[{}] the business row",
+            backend.name()
+        );
+        assert_eq!(
+            backend.unpublished(),
+            3,
+            "[{}] the messages",
+            backend.name()
+        );
+        orders.drop_table(backend);
+    });
+}
+
+/// A closure that returns an error rolls back the business row and the message it enqueued.
+pub async fn an_error_returned_from_the_closure_leaves_neither<C>(backend: &DieselBackend<C>)
+where
+    C: R2D2Connection + OutboxConnection + 'static,
+{
+    use diesel::Connection;
+    tokio::task::block_in_place(|| {
+        let orders = Orders::create(backend);
+        let mut conn = backend.pool.get().unwrap();
+        let result = conn.transaction::<(), AppError, _>(|conn| {
+            orders.insert(conn, 1)?;
+            backend.outbox.enqueue(conn, order_created(1))?;
+            Err("the payment was declined".into())
+        });
+        assert_eq!(result.unwrap_err().to_string(), "the payment was declined");
+        assert_eq!(
+            orders.count(backend),
+            0,
+            "[{}] the business row",
+            backend.name()
+        );
+        assert_eq!(backend.unpublished(), 0, "[{}] the message", backend.name());
+        orders.drop_table(backend);
+    });
+}
+
+/// A panic inside the closure leaves the transaction open on its connection; the pool discards
+/// a connection returned in that state (closing it, which rolls the transaction back), so
+/// neither the business row nor the message is ever committed.
+pub async fn a_panic_inside_the_closure_leaves_neither<C>(backend: &DieselBackend<C>)
+where
+    C: R2D2Connection + OutboxConnection + 'static,
+{
+    use diesel::Connection;
+    tokio::task::block_in_place(|| {
+        let orders = Orders::create(backend);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut conn = backend.pool.get().unwrap();
+            conn.transaction::<(), AppError, _>(|conn| {
+                orders.insert(conn, 1)?;
+                backend.outbox.enqueue(conn, order_created(1))?;
+                panic!("a bug in the handler");
+            })
+        }));
+        assert!(panicked.is_err(), "the closure panicked");
+        assert_eq!(
+            orders.count(backend),
+            0,
+            "[{}] the business row",
+            backend.name()
+        );
+        assert_eq!(backend.unpublished(), 0, "[{}] the message", backend.name());
+        orders.drop_table(backend);
+    });
+}
+
+/// On a connection in no transaction, each enqueue commits at once: a rollback on another
+/// connection cannot take it back, and relays see it immediately.
+pub async fn enqueue_outside_a_transaction_commits_at_once<C>(backend: &DieselBackend<C>)
+where
+    C: R2D2Connection + OutboxConnection + 'static,
+{
+    tokio::task::block_in_place(|| {
+        let mut conn = backend.pool.get().unwrap();
+        backend.outbox.enqueue(&mut conn, order_created(1)).unwrap();
+        backend
+            .outbox
+            .enqueue_all(&mut *conn, [order_created(2), order_created(3)])
+            .unwrap();
+        drop(conn);
+        assert_eq!(
+            backend.unpublished(),
+            3,
+            "[{}] committed at once",
+            backend.name()
+        );
+    });
+}

@@ -18,3 +18,26 @@ fn backend() -> DieselBackend<PgConnection> {
 outbox_core::conformance_suite!(async { tokio::task::block_in_place(backend) });
 
 outbox_core::adapter_suite!(async { tokio::task::block_in_place(backend) });
+
+outbox_diesel::transaction_suite!(backend());
+
+/// Rows written through diesel are claimed and settled by the sqlx store, and back.
+mod interop_sqlx {
+    use outbox_sqlx::testing::{SqlxBackend, postgres_pool};
+
+    async fn sqlx_backend() -> SqlxBackend<outbox_sqlx::Postgres> {
+        SqlxBackend::new(
+            "sqlx postgres",
+            postgres_pool().await,
+            super::Visibility::KeySerialized,
+        )
+        .await
+    }
+
+    outbox_core::interop_suite!(async {
+        (
+            tokio::task::block_in_place(super::backend),
+            sqlx_backend().await,
+        )
+    });
+}

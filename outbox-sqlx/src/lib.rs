@@ -8,6 +8,8 @@ mod error;
 mod notify;
 mod outbox;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use outbox_core::memory;
 pub use outbox_core::relay;

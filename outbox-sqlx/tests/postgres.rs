@@ -1,41 +1,8 @@
 //! The conformance suite and adapter tests on PostgreSQL (`OUTBOX_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`).
 
-mod common;
-
-use common::{POSTGRES_DEFAULT, SqlxBackend, connect_or_explain, url};
-use outbox_core::testing::stale_tables;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Executor, Postgres};
-
-async fn pool() -> PgPool {
-    let url = url("OUTBOX_TEST_POSTGRES_URL", POSTGRES_DEFAULT);
-    let pool = connect_or_explain(
-        "PostgreSQL",
-        &url,
-        PgPoolOptions::new().max_connections(32).connect(&url),
-    )
-    .await;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE tablename LIKE 'outbox\\_t\\_%'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    for table in stale_tables(tables) {
-        let _ = pool
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP TABLE IF EXISTS \"{table}\""
-            )))
-            .await;
-        let _ = pool
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP FUNCTION IF EXISTS \"{table}_claim\""
-            )))
-            .await;
-    }
-    pool
-}
+use outbox_sqlx::testing::{SqlxBackend, postgres_pool as pool};
+use sqlx::Postgres;
 
 async fn backend() -> SqlxBackend<Postgres> {
     SqlxBackend::new(
@@ -49,9 +16,6 @@ async fn backend() -> SqlxBackend<Postgres> {
 outbox_core::conformance_suite!(backend());
 
 outbox_core::adapter_suite!(backend());
-
-// sqlx against itself until a second adapter exists; each new adapter adds its pair here.
-outbox_core::interop_suite!(async { (backend().await, backend().await) });
 
 /// A relay whose poll interval is far away is woken by a commit from another connection (as
 /// from another process) through LISTEN/NOTIFY.

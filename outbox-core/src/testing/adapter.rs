@@ -58,6 +58,14 @@ pub fn fresh_table() -> String {
     format!("outbox_t_{secs}_{:08x}", fastrand::u32(..))
 }
 
+/// A new SQLite database file for one test, in the directory `dir` of the system's temporary
+/// directory.
+pub fn sqlite_file(dir: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{}.db", fresh_table()))
+}
+
 /// The names among `tables` that [`fresh_table`] made more than an hour ago.
 pub fn stale_tables(tables: Vec<String>) -> Vec<String> {
     let now = std::time::SystemTime::now()

@@ -1039,7 +1039,9 @@ pub async fn leases_are_renewed_only_while_they_hold<B: Backend>(backend: Shared
     let batch: Vec<Message> = (0..3).map(|n| msg("e", Some("k"), n)).collect();
     commit_messages(&*backend, batch).await.unwrap();
     let store = backend.store();
-    let short = Duration::from_millis(300);
+    // Long enough that a claim right after a renewal finishes inside the lease on a loaded
+    // machine, short enough to outlive by renewals.
+    let short = Duration::from_secs(1);
     let claim = store.claim(10, short).await.unwrap();
     let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
     assert_eq!(seqs.len(), 3, "[{name}] first claim");
@@ -1060,9 +1062,9 @@ pub async fn leases_are_renewed_only_while_they_hold<B: Backend>(backend: Shared
         !store.renew(claim.token, &more, short).await.unwrap(),
         "[{name}] rows outside the claim were renewed"
     );
-    // Renewed every 150 ms, the 300 ms lease holds for 750 ms.
+    // Renewed every 400 ms, the 1 s lease holds for 2 s.
     for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(
             store.renew(claim.token, &seqs, short).await.unwrap(),
             "[{name}] a renewed lease ran out early"
@@ -1072,7 +1074,7 @@ pub async fn leases_are_renewed_only_while_they_hold<B: Backend>(backend: Shared
             "[{name}] rows under a renewed lease were claimed again"
         );
     }
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
     assert!(
         !store.renew(claim.token, &seqs, LONG).await.unwrap(),
         "[{name}] a lease that ran out was renewed"

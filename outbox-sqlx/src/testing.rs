@@ -1,18 +1,18 @@
-//! Shared set-up for the database tests: connections from the environment (with defaults for
-//! the local services), a fresh outbox table per test, and the backend both of the core's
-//! suites run on.
-
-#![allow(dead_code, unreachable_pub)]
+//! The backend the core's suites run on for this crate (feature `testing`): connections from
+//! the environment (with defaults for the local services), a fresh outbox table per test.
+//! Other crates use it for interop tests.
 
 use std::future::Future;
 use std::time::Duration;
 
+use crate::{Message, Outbox, OutboxConnection, OutboxDatabase, Result, SqlxStore};
 use outbox_core::sql::Statements;
 use outbox_core::testing::{Backend, SqlBackend, Visibility, fresh_table};
-use outbox_sqlx::{Message, Outbox, OutboxConnection, OutboxDatabase, Result, SqlxStore};
 use sqlx::{Pool, Transaction};
 
+/// The PostgreSQL test database when `OUTBOX_TEST_POSTGRES_URL` is not set.
 pub const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The MySQL/MariaDB test database when `OUTBOX_TEST_MYSQL_URL` is not set.
 pub const MYSQL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
 
 /// The URL for `service`, from `var` or the local default.
@@ -20,6 +20,7 @@ pub fn url(var: &str, default: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| default.to_owned())
 }
 
+/// Awaits `connect`, or panics naming `service` and how to start it.
 pub async fn connect_or_explain<T, F>(service: &str, url: &str, connect: F) -> T
 where
     F: Future<Output = std::result::Result<T, sqlx::Error>>,
@@ -34,15 +35,19 @@ where
     }
 }
 
-fn db(err: sqlx::Error) -> outbox_sqlx::Error {
-    outbox_sqlx::Error::database(err)
+fn db(err: sqlx::Error) -> crate::Error {
+    crate::Error::database(err)
 }
 
 /// A backend for the core's suites: one sqlx pool and a fresh outbox table.
 pub struct SqlxBackend<DB: OutboxDatabase> {
+    /// For failure messages.
     pub name: &'static str,
+    /// The pool every store and transaction of the backend uses.
     pub pool: Pool<DB>,
+    /// The table under test.
     pub outbox: Outbox<DB>,
+    /// How the database orders visibility.
     pub visibility: Visibility,
 }
 
@@ -51,6 +56,7 @@ where
     DB: OutboxDatabase,
     DB::Connection: OutboxConnection<Database = DB>,
 {
+    /// A backend on a fresh, migrated table (migrated twice: `migrate` is idempotent).
     pub async fn new(name: &'static str, pool: Pool<DB>, visibility: Visibility) -> Self {
         let outbox = Outbox::<DB>::with_table(&fresh_table()).unwrap();
         let mut conn = pool.acquire().await.unwrap();
@@ -177,3 +183,86 @@ sql_backend!(sqlx::Postgres);
 sql_backend!(sqlx::MySql);
 #[cfg(feature = "sqlite")]
 sql_backend!(sqlx::Sqlite);
+
+/// A pool on the PostgreSQL test database (`OUTBOX_TEST_POSTGRES_URL`), after dropping the
+/// tables tests left there more than an hour ago.
+#[cfg(feature = "postgres")]
+pub async fn postgres_pool() -> sqlx::PgPool {
+    use sqlx::Executor;
+    let url = url("OUTBOX_TEST_POSTGRES_URL", POSTGRES_DEFAULT);
+    let pool = connect_or_explain(
+        "PostgreSQL",
+        &url,
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(32)
+            .connect(&url),
+    )
+    .await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE tablename LIKE 'outbox\\_t\\_%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for table in outbox_core::testing::stale_tables(tables) {
+        let _ = pool
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP TABLE IF EXISTS \"{table}\""
+            )))
+            .await;
+        let _ = pool
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP FUNCTION IF EXISTS \"{table}_claim\""
+            )))
+            .await;
+    }
+    pool
+}
+
+/// A pool on the MySQL/MariaDB test database (`OUTBOX_TEST_MYSQL_URL`), after dropping the
+/// tables tests left there more than an hour ago.
+#[cfg(feature = "mysql")]
+pub async fn mysql_pool() -> sqlx::MySqlPool {
+    use sqlx::Executor;
+    let url = url("OUTBOX_TEST_MYSQL_URL", MYSQL_DEFAULT);
+    let pool = connect_or_explain(
+        "MariaDB/MySQL",
+        &url,
+        sqlx::mysql::MySqlPoolOptions::new()
+            .max_connections(32)
+            .connect(&url),
+    )
+    .await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+         WHERE table_schema = DATABASE() AND table_name LIKE 'outbox\\_t\\_%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for table in outbox_core::testing::stale_tables(tables) {
+        let _ = pool
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP TABLE IF EXISTS `{table}`"
+            )))
+            .await;
+    }
+    pool
+}
+
+/// A pool on the SQLite database file `path` (created if missing), in WAL mode with a 30 s
+/// busy timeout.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite_pool(path: &std::path::Path) -> sqlx::SqlitePool {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(30));
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .unwrap()
+}
