@@ -7,6 +7,7 @@ mod error;
 mod outbox;
 #[cfg(feature = "r2d2")]
 mod pool;
+pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -28,6 +29,8 @@ pub use outbox_core::{
 
 pub use self::backend::{OutboxBackend, OutboxConnection};
 pub use self::outbox::Outbox;
+#[cfg(all(feature = "r2d2", feature = "sqlite"))]
+pub use self::pool::SqliteSetup;
 #[cfg(feature = "r2d2")]
 pub use self::pool::{DieselPool, DieselStore};
 

@@ -88,3 +88,60 @@ pub(crate) fn run_operation<C: OutboxConnection, O: Operation>(
 /// Cheap to clone (the pool is shared). Published rows are deleted on ack; call
 /// [`keep_published`](SqlStore::keep_published) to keep them for a retention window instead.
 pub type DieselStore<C> = SqlStore<DieselPool<C>>;
+
+/// Settings for every SQLite connection of an r2d2 pool: a busy timeout, so that a writer waits
+/// for another one instead of failing at once with "database is locked" (diesel sets none), and
+/// WAL journaling, so that readers do not block the writer.
+///
+/// ```no_run
+/// use diesel::SqliteConnection;
+/// use diesel::r2d2::{ConnectionManager, Pool};
+/// use outbox_diesel::SqliteSetup;
+///
+/// let pool = Pool::builder()
+///     .connection_customizer(Box::new(SqliteSetup::default()))
+///     .build(ConnectionManager::<SqliteConnection>::new("app.db"))?;
+/// # Ok::<(), diesel::r2d2::PoolError>(())
+/// ```
+#[cfg(feature = "sqlite")]
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteSetup {
+    busy_timeout: std::time::Duration,
+}
+
+#[cfg(feature = "sqlite")]
+impl Default for SqliteSetup {
+    /// A 5 s busy timeout.
+    fn default() -> Self {
+        Self {
+            busy_timeout: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl SqliteSetup {
+    /// How long a statement waits for another connection's write lock before failing.
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl diesel::r2d2::CustomizeConnection<diesel::SqliteConnection, diesel::r2d2::Error>
+    for SqliteSetup
+{
+    fn on_acquire(
+        &self,
+        conn: &mut diesel::SqliteConnection,
+    ) -> std::result::Result<(), diesel::r2d2::Error> {
+        use diesel::connection::SimpleConnection;
+        let millis = self.busy_timeout.as_millis();
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {millis}; PRAGMA journal_mode = WAL;"
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}

@@ -63,22 +63,6 @@ struct NoCustomizer;
 
 impl<C> CustomizeConnection<C, diesel::r2d2::Error> for NoCustomizer {}
 
-/// Sets a busy timeout and WAL journaling on each SQLite connection, as an application would.
-#[derive(Debug, Clone, Copy)]
-pub struct SqliteSettings;
-
-#[cfg(feature = "sqlite")]
-impl CustomizeConnection<diesel::SqliteConnection, diesel::r2d2::Error> for SqliteSettings {
-    fn on_acquire(
-        &self,
-        conn: &mut diesel::SqliteConnection,
-    ) -> std::result::Result<(), diesel::r2d2::Error> {
-        use diesel::connection::SimpleConnection;
-        conn.batch_execute("PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL;")
-            .map_err(diesel::r2d2::Error::QueryError)
-    }
-}
-
 /// An open transaction on a pooled connection; rolled back when dropped uncommitted.
 pub struct DieselTx<C: R2D2Connection + 'static> {
     conn: PooledConnection<ConnectionManager<C>>,

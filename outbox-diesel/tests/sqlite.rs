@@ -3,14 +3,20 @@
 
 use diesel::SqliteConnection;
 use outbox_core::testing::Visibility;
-use outbox_diesel::testing::{DieselBackend, SqliteSettings, pool_with};
+use outbox_diesel::SqliteSetup;
+use outbox_diesel::testing::{DieselBackend, pool_with};
 
 fn backend() -> DieselBackend<SqliteConnection> {
     backend_on(&outbox_core::testing::sqlite_file("outbox-diesel-tests"))
 }
 
 fn backend_on(path: &std::path::Path) -> DieselBackend<SqliteConnection> {
-    let pool = pool_with("SQLite", &path.display().to_string(), 4, SqliteSettings);
+    let pool = pool_with(
+        "SQLite",
+        &path.display().to_string(),
+        4,
+        SqliteSetup::default().busy_timeout(std::time::Duration::from_secs(30)),
+    );
     DieselBackend::new("diesel sqlite", pool, Visibility::InOrder)
 }
 
