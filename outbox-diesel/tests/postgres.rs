@@ -1,5 +1,7 @@
 //! The conformance suite and adapter tests on PostgreSQL through diesel
-//! (`OUTBOX_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
+//! (`OUTBOX_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`, without
+//! TLS: libpq's OpenSSL is torn down at process exit while r2d2's threads may still be
+//! connecting, which crashes the test process after its test passed).
 
 use diesel::PgConnection;
 use outbox_core::testing::Visibility;
@@ -7,7 +9,7 @@ use outbox_diesel::testing::{DieselBackend, pool};
 
 fn backend() -> DieselBackend<PgConnection> {
     let url = std::env::var("OUTBOX_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into());
     DieselBackend::new(
         "diesel postgres",
         pool("PostgreSQL", &url, 16),

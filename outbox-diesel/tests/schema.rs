@@ -58,7 +58,7 @@ macro_rules! reads_what_enqueue_wrote {
 fn postgres() {
     use outbox_diesel::schema::pg::outbox;
     let url = std::env::var("OUTBOX_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into());
     let mut conn = PgConnection::establish(&url)
         .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {url}: {e}"));
     let schema = outbox_core::testing::fresh_table();
