@@ -4,6 +4,8 @@
 //!   JetStream) answer on 127.0.0.1, and starts any that is down.
 //! * `test`: `services`, then the whole test suite with nextest, then the doc tests.
 //! * `quickstart`: runs the quickstart and checks what it printed.
+//! * `examples`: `services`, then every example on SQLite, PostgreSQL and MariaDB, checking
+//!   what each published.
 //! * `bench [--quick] [--db mysql|sqlite]`: `services`, then the benchmark suite in release
 //!   mode; writes `target/outbox-bench/summary.json` (PostgreSQL) or `summary-<db>.json`.
 //! * `chaos [--quick] [--db mysql]`: relay processes killed, frozen and hung, their database
@@ -25,14 +27,16 @@ fn main() -> ExitCode {
         Some("services") => services(),
         Some("test") => services().and_then(|()| test(&args[1..])),
         Some("quickstart") => quickstart(),
+        Some("examples") => services().and_then(|()| examples()),
         Some("bench") => services().and_then(|()| bench(&args[1..])),
         Some("chaos") => chaos(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <services|test|quickstart|bench [--quick] [--db mysql|sqlite]|chaos [--quick] [--db mysql]>\n\n\
+                "usage: cargo xtask <services|test|quickstart|examples|bench [--quick] [--db mysql|sqlite]|chaos [--quick] [--db mysql]>\n\n\
                  services    start PostgreSQL, MariaDB and NATS if they are down\n\
                  test        services, then every test (nextest) and the doc tests\n\
                  quickstart  run the quickstart and check its output\n\
+                 examples    services, then every example on SQLite, PostgreSQL and MariaDB\n\
                  bench       services, then the benchmark suite (target/outbox-bench/summary.json)\n\
                  chaos       faults against its own PostgreSQL (or MariaDB) and NATS (target/outbox-chaos/)"
             );
@@ -163,38 +167,102 @@ fn test(extra: &[String]) -> Result {
     run(doctests)
 }
 
+/// A runnable example and what it must print: one JSON line per published message.
+struct Example {
+    package: &'static str,
+    /// Each event type it publishes, with how many times.
+    events: &'static [(&'static str, usize)],
+    /// What only a rolled-back transaction's message would carry.
+    rolled_back: &'static str,
+}
+
+const QUICKSTART: Example = Example {
+    package: "example-quickstart",
+    events: &[
+        ("order.placed", 1),
+        ("payment.requested", 1),
+        ("audit.recorded", 1),
+    ],
+    rolled_back: "\"total_cents\":999",
+};
+
+const EXAMPLES: &[Example] = &[
+    QUICKSTART,
+    Example {
+        package: "example-diesel",
+        events: &[("order.placed", 3), ("payment.requested", 3)],
+        rolled_back: "\"total_cents\":999999",
+    },
+];
+
+/// The databases every example runs on: SQLite by default (no `DATABASE_URL`), then the local
+/// servers. libpq (diesel) is asked for no TLS: the local server needs none, and libpq's
+/// OpenSSL teardown at exit can crash a process whose pool threads are still connecting.
+const DATABASES: &[(&str, Option<&str>)] = &[
+    ("SQLite", None),
+    (
+        "PostgreSQL",
+        Some("postgres://postgres@127.0.0.1:5432/test?sslmode=disable"),
+    ),
+    ("MariaDB", Some("mysql://root@127.0.0.1:3306/test")),
+];
+
 fn quickstart() -> Result {
-    let output = cargo()
-        .args(["run", "--quiet", "-p", "example-quickstart"])
-        .env_remove("DATABASE_URL")
-        .stderr(Stdio::inherit())
+    run_example(&QUICKSTART, None)
+}
+
+fn examples() -> Result {
+    for example in EXAMPLES {
+        for (name, url) in DATABASES {
+            eprintln!("xtask: {} on {name}", example.package);
+            run_example(example, *url)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `example` (on `url`, or on its default database) and checks what it published.
+fn run_example(example: &Example, url: Option<&str>) -> Result {
+    let package = example.package;
+    let mut command = cargo();
+    command
+        .args(["run", "--quiet", "-p", package])
+        .stderr(Stdio::inherit());
+    match url {
+        Some(url) => command.env("DATABASE_URL", url),
+        None => command.env_remove("DATABASE_URL"),
+    };
+    let output = command
         .output()
-        .map_err(|e| format!("could not run the quickstart: {e}"))?;
+        .map_err(|e| format!("could not run {package}: {e}"))?;
     if !output.status.success() {
-        return Err(format!("the quickstart failed: {}", output.status));
+        return Err(format!("{package} failed: {}", output.status));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     print!("{stdout}");
     let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
-    let events: Vec<&str> = ["order.placed", "payment.requested", "audit.recorded"].to_vec();
-    if lines.len() != 3 {
+    let expected: usize = example.events.iter().map(|(_, n)| n).sum();
+    if lines.len() != expected {
         return Err(format!(
-            "the quickstart printed {} messages, expected 3",
+            "{package} printed {} messages, expected {expected}",
             lines.len()
         ));
     }
-    for event in events {
-        if !lines
-            .iter()
-            .any(|l| l.contains(&format!("\"event_type\":\"{event}\"")))
-        {
-            return Err(format!("the quickstart did not publish {event}"));
+    for (event, count) in example.events {
+        let field = format!("\"event_type\":\"{event}\"");
+        let seen = lines.iter().filter(|l| l.contains(&field)).count();
+        if seen != *count {
+            return Err(format!(
+                "{package} published {event} {seen} times, expected {count}"
+            ));
         }
     }
-    if stdout.contains("\"total_cents\":999") {
-        return Err("the rolled-back order's message was published".into());
+    if stdout.contains(example.rolled_back) {
+        return Err(format!(
+            "{package} published a rolled-back transaction's message"
+        ));
     }
-    eprintln!("xtask: quickstart published exactly the 3 committed messages");
+    eprintln!("xtask: {package} published exactly the {expected} committed messages");
     Ok(())
 }
 
