@@ -1,94 +1,30 @@
 //! `Outbox`: one outbox table on one database, and the enqueue path on diesel connections.
 
-use std::marker::PhantomData;
-
-use outbox_core::sql::{OutboxTable, Statements, TableName, block_on_ready};
+use outbox_core::sql::block_on_ready;
 use outbox_core::{Message, Result};
 
 use crate::backend::{DieselExecutor, OutboxBackend, OutboxConnection};
 
-/// An outbox table on a database: where messages are enqueued and what the relay's store reads.
-///
-/// The free functions [`enqueue`](crate::enqueue) and [`enqueue_all`](crate::enqueue_all) use
-/// the default table `outbox`; build an `Outbox` to use another table or payload limit.
-///
-/// ```
-/// # #[cfg(feature = "postgres")] {
-/// use outbox_diesel::{Outbox, Pg};
-///
-/// let outbox = Outbox::<Pg>::with_table("billing.outbox")?.max_payload_bytes(64 * 1024);
-/// assert_eq!(outbox.table().to_string(), "billing.outbox");
-/// assert!(Outbox::<Pg>::with_table("outbox; DROP TABLE users").is_err());
-/// # }
-/// # Ok::<(), outbox_diesel::Error>(())
-/// ```
-pub struct Outbox<DB: OutboxBackend> {
-    table: OutboxTable,
-    _db: PhantomData<fn() -> DB>,
-}
-
-impl<DB: OutboxBackend> Clone for Outbox<DB> {
-    fn clone(&self) -> Self {
-        Self::from_table(self.table.clone())
-    }
-}
-
-impl<DB: OutboxBackend> std::fmt::Debug for Outbox<DB> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Outbox").field(&self.table).finish()
-    }
-}
-
-impl<DB: OutboxBackend> Default for Outbox<DB> {
-    fn default() -> Self {
-        Self::new()
-    }
+outbox_core::adapter_outbox! {
+    /// An outbox table on a database: where messages are enqueued and what the relay's store reads.
+    ///
+    /// The free functions [`enqueue`](crate::enqueue) and [`enqueue_all`](crate::enqueue_all) use
+    /// the default table `outbox`; build an `Outbox` to use another table or payload limit.
+    ///
+    /// ```
+    /// # #[cfg(feature = "postgres")] {
+    /// use outbox_diesel::{Outbox, Pg};
+    ///
+    /// let outbox = Outbox::<Pg>::with_table("billing.outbox")?.max_payload_bytes(64 * 1024);
+    /// assert_eq!(outbox.table().to_string(), "billing.outbox");
+    /// assert!(Outbox::<Pg>::with_table("outbox; DROP TABLE users").is_err());
+    /// # }
+    /// # Ok::<(), outbox_diesel::Error>(())
+    /// ```
+    pub struct Outbox<DB: OutboxBackend>;
 }
 
 impl<DB: OutboxBackend> Outbox<DB> {
-    fn from_table(table: OutboxTable) -> Self {
-        Self {
-            table,
-            _db: PhantomData,
-        }
-    }
-
-    /// The default table, `outbox`.
-    pub fn new() -> Self {
-        Self::from_table(OutboxTable::new(DB::DIALECT))
-    }
-
-    /// Another table, optionally schema-qualified (`schema.table`).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidTableName`](crate::Error::InvalidTableName) unless the name is a plain
-    /// identifier.
-    pub fn with_table(name: &str) -> Result<Self> {
-        OutboxTable::with_table(DB::DIALECT, name).map(Self::from_table)
-    }
-
-    /// The largest payload accepted at enqueue (default 1 MiB).
-    #[must_use]
-    pub fn max_payload_bytes(self, limit: usize) -> Self {
-        Self::from_table(self.table.max_payload_bytes(limit))
-    }
-
-    /// The table.
-    pub fn table(&self) -> &TableName {
-        self.table.table()
-    }
-
-    /// The SQL this outbox sends.
-    pub fn statements(&self) -> &Statements {
-        self.table.statements()
-    }
-
-    /// The table and its settings, as the core sees them.
-    pub fn outbox_table(&self) -> &OutboxTable {
-        &self.table
-    }
-
     /// Writes `message` in the connection's transaction: call it inside
     /// `conn.transaction(|conn| ...)`. The message becomes visible to relays when the
     /// transaction commits, and disappears with it when the closure returns an error or
@@ -130,7 +66,10 @@ impl<DB: OutboxBackend> Outbox<DB> {
     where
         C: OutboxConnection<Backend = DB>,
     {
-        block_on_ready(self.table.enqueue(&mut DieselExecutor(conn), messages))
+        block_on_ready(
+            self.outbox_table()
+                .enqueue(&mut DieselExecutor(conn), messages),
+        )
     }
 
     /// Creates the outbox table and its indexes if they do not exist; on PostgreSQL also the
@@ -146,7 +85,7 @@ impl<DB: OutboxBackend> Outbox<DB> {
     where
         C: OutboxConnection<Backend = DB>,
     {
-        block_on_ready(self.table.migrate(&mut DieselExecutor(conn)))
+        block_on_ready(self.outbox_table().migrate(&mut DieselExecutor(conn)))
     }
 
     /// A relay store reading this outbox through `pool`.
@@ -158,37 +97,9 @@ impl<DB: OutboxBackend> Outbox<DB> {
     where
         C: OutboxConnection<Backend = DB> + diesel::r2d2::R2D2Connection + 'static,
     {
-        crate::DieselStore::with_statements(pool, std::sync::Arc::clone(self.table.statements()))
-    }
-
-    /// The LISTEN/NOTIFY channel enqueues signal, if enabled.
-    pub fn notify_channel(&self) -> Option<String> {
-        self.table.notify_channel()
-    }
-}
-
-#[cfg(feature = "mysql")]
-impl Outbox<diesel::mysql::Mysql> {
-    /// Whether enqueueing a keyed message locks its key until the transaction ends (default
-    /// `true`), so that transactions enqueueing the same key commit one after the other and
-    /// the key's messages are published in commit order, as on PostgreSQL. Turning it off
-    /// saves about 13-17% of a transaction of one business `INSERT` and one enqueue; the
-    /// price is that two transactions that enqueue the same key and commit in the opposite
-    /// order of their inserts are published in insert order.
-    #[must_use]
-    pub fn lock_keys(self, on: bool) -> Self {
-        Self::from_table(self.table.lock_keys(on))
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl Outbox<diesel::pg::Pg> {
-    /// Also sends `NOTIFY` on the table's channel from every transaction that enqueues, so
-    /// relays in other processes that `LISTEN` on it (`outbox_sqlx::NotifyListener`) wake at
-    /// once instead of at their next poll. Off by
-    /// default: PostgreSQL serialises the commits of transactions that notified.
-    #[must_use]
-    pub fn notify_on_commit(self, on: bool) -> Self {
-        Self::from_table(self.table.notify_on_commit(on))
+        crate::DieselStore::with_statements(
+            pool,
+            std::sync::Arc::clone(self.outbox_table().statements()),
+        )
     }
 }

@@ -1041,7 +1041,7 @@ pub async fn leases_are_renewed_only_while_they_hold<B: Backend>(backend: Shared
     let store = backend.store();
     // Long enough that a claim right after a renewal finishes inside the lease on a loaded
     // machine, short enough to outlive by renewals.
-    let short = Duration::from_secs(1);
+    let short = Duration::from_secs(2);
     let claim = store.claim(10, short).await.unwrap();
     let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
     assert_eq!(seqs.len(), 3, "[{name}] first claim");
@@ -1062,19 +1062,27 @@ pub async fn leases_are_renewed_only_while_they_hold<B: Backend>(backend: Shared
         !store.renew(claim.token, &more, short).await.unwrap(),
         "[{name}] rows outside the claim were renewed"
     );
-    // Renewed every 400 ms, the 1 s lease holds for 2 s.
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+    // Renewed every 500 ms, the 2 s lease holds for 3 s.
+    let mut renewed = std::time::Instant::now();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let sent = std::time::Instant::now();
         assert!(
             store.renew(claim.token, &seqs, short).await.unwrap(),
-            "[{name}] a renewed lease ran out early"
+            "[{name}] a renewed lease ran out early: renewed again {:?} after the last \
+             renewal was sent, answered after {:?}",
+            sent - renewed,
+            sent.elapsed()
         );
+        renewed = sent;
         assert!(
             store.claim(10, LONG).await.unwrap().is_empty(),
-            "[{name}] rows under a renewed lease were claimed again"
+            "[{name}] rows under a renewed lease were claimed again, {:?} after the renewal \
+             was sent",
+            renewed.elapsed()
         );
     }
-    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
     assert!(
         !store.renew(claim.token, &seqs, LONG).await.unwrap(),
         "[{name}] a lease that ran out was renewed"
