@@ -31,6 +31,24 @@ pub trait OutboxBackend: diesel::backend::Backend + sealed::Sealed {
     fn execute<C>(conn: &mut C, query: &Query<'_>) -> Result<u64, DbError>
     where
         C: diesel::Connection<Backend = Self>;
+
+    #[doc(hidden)]
+    #[cfg(feature = "async")]
+    fn fetch_async<C>(
+        conn: &mut C,
+        query: &Query<'_>,
+    ) -> impl Future<Output = Result<Rows, DbError>> + Send
+    where
+        C: diesel_async::AsyncConnectionCore<Backend = Self>;
+
+    #[doc(hidden)]
+    #[cfg(feature = "async")]
+    fn execute_async<C>(
+        conn: &mut C,
+        query: &Query<'_>,
+    ) -> impl Future<Output = Result<u64, DbError>> + Send
+    where
+        C: diesel_async::AsyncConnectionCore<Backend = Self>;
 }
 
 /// A diesel connection the outbox can enqueue on and read through: `PgConnection`,
@@ -96,6 +114,47 @@ fn reading<T>(
     let rows = READING.with_borrow_mut(Option::take).map(|r| r.rows);
     drop(reset);
     rows.ok_or_else(|| DbError::decode("the result was read twice"))
+}
+
+/// Polls `load` with `query`'s columns as the result being read on the polling thread (rows
+/// are built while the load is polled, on whichever thread polls it), and returns the cells
+/// its rows pushed.
+#[cfg(feature = "async")]
+fn reading_async<'f, T>(
+    query: &Query<'_>,
+    load: impl Future<Output = diesel::QueryResult<T>> + Send + 'f,
+) -> impl Future<Output = Result<Rows, DbError>> + Send + 'f {
+    struct Load<F> {
+        load: std::pin::Pin<Box<F>>,
+        reading: Option<Reading>,
+    }
+    impl<T, F: Future<Output = diesel::QueryResult<T>>> Future for Load<F> {
+        type Output = Result<Rows, DbError>;
+
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            let this = &mut *self;
+            let outer = READING.with_borrow_mut(|r| std::mem::replace(r, this.reading.take()));
+            let poll = this.load.as_mut().poll(cx);
+            this.reading = READING.with_borrow_mut(|r| std::mem::replace(r, outer));
+            poll.map(|done| {
+                done.map_err(db_error)?;
+                this.reading
+                    .take()
+                    .map(|r| r.rows)
+                    .ok_or_else(|| DbError::decode("the result was read twice"))
+            })
+        }
+    }
+    Load {
+        load: Box::pin(load),
+        reading: Some(Reading {
+            rows: Rows::new(query.columns),
+            ordinals: Vec::new(),
+        }),
+    }
 }
 
 /// A row whose cells went into the result being read on this thread.
@@ -198,6 +257,28 @@ macro_rules! backend {
                     C: diesel::Connection<Backend = Self>,
                 {
                     let changed = bound(query)?.execute(conn).map_err(db_error)?;
+                    Ok(changed as u64)
+                }
+
+                #[cfg(feature = "async")]
+                async fn fetch_async<C>(conn: &mut C, query: &Query<'_>) -> Result<Rows, DbError>
+                where
+                    C: diesel_async::AsyncConnectionCore<Backend = Self>,
+                {
+                    let sql = bound(query)?;
+                    reading_async(query, diesel_async::RunQueryDsl::load::<ReadRow>(sql, conn))
+                        .await
+                }
+
+                #[cfg(feature = "async")]
+                async fn execute_async<C>(conn: &mut C, query: &Query<'_>) -> Result<u64, DbError>
+                where
+                    C: diesel_async::AsyncConnectionCore<Backend = Self>,
+                {
+                    let sql = bound(query)?;
+                    let changed = diesel_async::RunQueryDsl::execute(sql, conn)
+                        .await
+                        .map_err(db_error)?;
                     Ok(changed as u64)
                 }
             }

@@ -24,21 +24,21 @@ pub(crate) fn db_error(err: Error) -> DbError {
 
 /// What a transaction closure of this crate returns: the operation's own error, or diesel's
 /// from beginning, committing or rolling back.
-#[cfg(feature = "r2d2")]
+#[cfg(any(feature = "r2d2", feature = "async"))]
 #[derive(Debug)]
 pub(crate) enum TxError {
     Outbox(outbox_core::Error),
     Diesel(Error),
 }
 
-#[cfg(feature = "r2d2")]
+#[cfg(any(feature = "r2d2", feature = "async"))]
 impl From<Error> for TxError {
     fn from(err: Error) -> Self {
         TxError::Diesel(err)
     }
 }
 
-#[cfg(feature = "r2d2")]
+#[cfg(any(feature = "r2d2", feature = "async"))]
 impl From<TxError> for outbox_core::Error {
     fn from(err: TxError) -> Self {
         match err {

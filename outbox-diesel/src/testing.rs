@@ -440,3 +440,258 @@ where
         );
     });
 }
+
+#[cfg(feature = "async")]
+pub use self::async_backend::{AsyncDieselBackend, AsyncDieselTx, async_pool, async_pool_with};
+
+#[cfg(feature = "async")]
+mod async_backend {
+    use deadpool::managed::{Manager, Object};
+    use diesel_async::AsyncConnection;
+    use diesel_async::TransactionManager;
+    use diesel_async::pooled_connection::deadpool::Pool;
+    use diesel_async::pooled_connection::{
+        AsyncDieselConnectionManager, PoolError, PoolableConnection,
+    };
+    use outbox_core::sql::{Cell, CellType, Column, DbError, Query, Statements};
+    use outbox_core::testing::{Backend, SqlBackend, Visibility, fresh_table};
+    use outbox_core::{Error, Message, Result};
+
+    use crate::Outbox;
+    use crate::asynchronous::{AsyncDieselStore, AsyncOutboxConnection};
+    use crate::backend::OutboxBackend;
+    use crate::error::db_error;
+
+    /// A backend for the core's suites: a deadpool pool of diesel-async connections `C` and a
+    /// fresh outbox table.
+    pub struct AsyncDieselBackend<C>
+    where
+        C: AsyncOutboxConnection + PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        /// For failure messages.
+        pub name: &'static str,
+        /// The pool every store and transaction of the backend uses.
+        pub pool: Pool<C>,
+        /// The table under test.
+        pub outbox: Outbox<C::Backend>,
+        /// How the database orders visibility.
+        pub visibility: Visibility,
+    }
+
+    /// A deadpool pool of at most `max` connections to `url`, or a panic naming `service`
+    /// when it does not answer.
+    pub async fn async_pool<C>(service: &str, url: &str, max: usize) -> Pool<C>
+    where
+        C: PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        async_pool_with(
+            service,
+            url,
+            AsyncDieselConnectionManager::<C>::new(url),
+            max,
+        )
+        .await
+    }
+
+    /// As [`async_pool`], with connections from `manager`.
+    pub async fn async_pool_with<C>(
+        service: &str,
+        url: &str,
+        manager: AsyncDieselConnectionManager<C>,
+        max: usize,
+    ) -> Pool<C>
+    where
+        C: PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        let pool = Pool::builder(manager).max_size(max).build().unwrap();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(10), pool.get()).await;
+        match first {
+            Ok(Ok(_)) => pool,
+            Ok(Err(err)) => panic!(
+                "{service} is not reachable at {url}: {err}. Start it (see .ci/run) or point \
+                 the environment variable at a running server."
+            ),
+            Err(_) => {
+                panic!("{service} at {url} did not answer within 10s. Start it (see .ci/run).")
+            }
+        }
+    }
+
+    /// An open transaction on a pooled connection. Dropped uncommitted, its connection leaves
+    /// the pool and closes, which rolls the transaction back.
+    pub struct AsyncDieselTx<C>
+    where
+        C: PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        conn: Option<Object<AsyncDieselConnectionManager<C>>>,
+    }
+
+    impl<C> AsyncDieselTx<C>
+    where
+        C: PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        fn conn(&mut self) -> &mut C {
+            self.conn.as_mut().expect("the transaction is open")
+        }
+    }
+
+    impl<C> Drop for AsyncDieselTx<C>
+    where
+        C: PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        fn drop(&mut self) {
+            if let Some(conn) = self.conn.take() {
+                drop(Object::take(conn));
+            }
+        }
+    }
+
+    fn pool_error(err: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::from(DbError::connection(err))
+    }
+
+    impl<C> AsyncDieselBackend<C>
+    where
+        C: AsyncOutboxConnection + PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        /// A backend on a fresh, migrated table (migrated twice: `migrate` is idempotent).
+        pub async fn new(name: &'static str, pool: Pool<C>, visibility: Visibility) -> Self {
+            let outbox = Outbox::<C::Backend>::with_table(&fresh_table()).unwrap();
+            let mut conn = pool.get().await.unwrap();
+            outbox.migrate_async(&mut *conn).await.unwrap();
+            outbox
+                .migrate_async(&mut *conn)
+                .await
+                .expect("migrate is idempotent");
+            drop(conn);
+            Self {
+                name,
+                pool,
+                outbox,
+                visibility,
+            }
+        }
+
+        /// Runs `sql`, which returns one integer column `n`, and returns every row's value.
+        pub async fn fetch_ints(&self, sql: &str) -> Result<Vec<i64>> {
+            static N: &[Column] = &[Column::new("n", CellType::Int)];
+            let mut conn = self.pool.get().await.map_err(pool_error)?;
+            let rows = C::Backend::fetch_async(&mut *conn, &Query::new(sql, N)).await?;
+            rows.cells()
+                .iter()
+                .map(|cell| match cell {
+                    Cell::Int(n) => Ok(*n),
+                    other => Err(Error::from(DbError::decode(format!(
+                        "expected an integer, got {other:?}"
+                    )))),
+                })
+                .collect()
+        }
+    }
+
+    impl<C> Backend for AsyncDieselBackend<C>
+    where
+        C: AsyncOutboxConnection + PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        type Store = AsyncDieselStore<C>;
+        type Tx = AsyncDieselTx<C>;
+
+        fn name(&self) -> String {
+            format!("{} {}", self.name, self.outbox.table())
+        }
+
+        fn store(&self) -> AsyncDieselStore<C> {
+            self.outbox.async_store(self.pool.clone())
+        }
+
+        async fn begin(&self) -> Result<AsyncDieselTx<C>> {
+            let mut conn = self.pool.get().await.map_err(pool_error)?;
+            <C as AsyncConnection>::TransactionManager::begin_transaction(&mut *conn)
+                .await
+                .map_err(|e| Error::from(db_error(e)))?;
+            Ok(AsyncDieselTx { conn: Some(conn) })
+        }
+
+        async fn enqueue(&self, tx: &mut AsyncDieselTx<C>, messages: Vec<Message>) -> Result<()> {
+            self.outbox.enqueue_all_async(tx.conn(), messages).await
+        }
+
+        async fn commit(&self, mut tx: AsyncDieselTx<C>) -> Result<()> {
+            let mut conn = tx.conn.take().expect("the transaction is open");
+            <C as AsyncConnection>::TransactionManager::commit_transaction(&mut *conn)
+                .await
+                .map_err(|e| Error::from(db_error(e)))
+        }
+
+        async fn rollback(&self, mut tx: AsyncDieselTx<C>) -> Result<()> {
+            let mut conn = tx.conn.take().expect("the transaction is open");
+            <C as AsyncConnection>::TransactionManager::rollback_transaction(&mut *conn)
+                .await
+                .map_err(|e| Error::from(db_error(e)))
+        }
+
+        fn visibility(&self) -> Visibility {
+            self.visibility
+        }
+    }
+
+    impl<C> SqlBackend for AsyncDieselBackend<C>
+    where
+        C: AsyncOutboxConnection + PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        fn statements(&self) -> &Statements {
+            self.outbox.statements()
+        }
+
+        fn with_table(&self, table: &str, max_payload: usize) -> Result<Self> {
+            Ok(Self {
+                name: self.name,
+                pool: self.pool.clone(),
+                outbox: Outbox::with_table(table)?.max_payload_bytes(max_payload),
+                visibility: self.visibility,
+            })
+        }
+
+        async fn migrate(&self) -> Result<()> {
+            let mut conn = self.pool.get().await.map_err(pool_error)?;
+            self.outbox.migrate_async(&mut *conn).await
+        }
+
+        async fn uninstall(&self) -> Result<()> {
+            self.store().uninstall().await
+        }
+
+        async fn execute(&self, sql: &str) -> Result<u64> {
+            let mut conn = self.pool.get().await.map_err(pool_error)?;
+            Ok(C::Backend::execute_async(&mut *conn, &Query::statement(sql)).await?)
+        }
+
+        async fn execute_in(&self, tx: &mut AsyncDieselTx<C>, sql: &str) -> Result<u64> {
+            Ok(C::Backend::execute_async(tx.conn(), &Query::statement(sql)).await?)
+        }
+
+        async fn fetch_count(&self, sql: &str) -> Result<i64> {
+            let ints = self.fetch_ints(sql).await?;
+            match ints[..] {
+                [n] => Ok(n),
+                _ => Err(Error::from(DbError::decode(format!(
+                    "expected one row, got {}",
+                    ints.len()
+                )))),
+            }
+        }
+
+        fn store_keeping_published(&self) -> AsyncDieselStore<C> {
+            self.store().keep_published(true)
+        }
+    }
+}

@@ -258,11 +258,17 @@ impl Statements {
         let mut rows = String::new();
         for i in 0..n {
             if i == 0 {
+                // The payload is cast so that a driver sending bytes as a string in the
+                // connection's character set (mysql_async) keeps every byte: a derived
+                // table's string column would convert them.
                 rows.push_str(
-                    "SELECT ? AS m, ? AS e, ? AS k, ? AS a, ? AS p, ? AS h, ? AS d, 0 AS ord",
+                    "SELECT ? AS m, ? AS e, ? AS k, ? AS a, CAST(? AS BINARY) AS p, ? AS h, \
+                     ? AS d, 0 AS ord",
                 );
             } else {
-                rows.push_str(&format!(" UNION ALL SELECT ?, ?, ?, ?, ?, ?, ?, {i}"));
+                rows.push_str(&format!(
+                    " UNION ALL SELECT ?, ?, ?, ?, CAST(? AS BINARY), ?, ?, {i}"
+                ));
             }
         }
         Some(format!(
