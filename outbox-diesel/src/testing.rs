@@ -442,7 +442,38 @@ where
 }
 
 #[cfg(feature = "async")]
-pub use self::async_backend::{AsyncDieselBackend, AsyncDieselTx, async_pool, async_pool_with};
+pub use self::async_backend::{
+    AsyncDieselBackend, AsyncDieselTx,
+    a_committed_async_closure_keeps_the_business_row_and_its_message,
+    a_panic_inside_the_async_closure_leaves_neither,
+    an_error_returned_from_the_async_closure_leaves_neither,
+    async_enqueue_outside_a_transaction_commits_at_once, async_pool, async_pool_with,
+};
+
+/// As [`transaction_suite!`](crate::transaction_suite), for diesel-async's
+/// `conn.transaction(async |conn| ..)`, each case on a backend built by `$make` (an expression
+/// producing a future of an [`AsyncDieselBackend`]).
+#[cfg(feature = "async")]
+#[macro_export]
+macro_rules! async_transaction_suite {
+    ($make:expr) => {
+        $crate::async_transaction_suite!(@cases $make;
+            a_committed_async_closure_keeps_the_business_row_and_its_message,
+            an_error_returned_from_the_async_closure_leaves_neither,
+            a_panic_inside_the_async_closure_leaves_neither,
+            async_enqueue_outside_a_transaction_commits_at_once,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let backend = $make.await;
+                $crate::testing::$case(&backend).await;
+            }
+        )*
+    };
+}
 
 #[cfg(feature = "async")]
 mod async_backend {
@@ -693,5 +724,172 @@ mod async_backend {
         fn store_keeping_published(&self) -> AsyncDieselStore<C> {
             self.store().keep_published(true)
         }
+    }
+
+    type AppError = Box<dyn std::error::Error + Send + Sync>;
+
+    /// A business table beside the outbox, as an application has.
+    struct Orders(String);
+
+    impl Orders {
+        async fn create<C>(backend: &AsyncDieselBackend<C>) -> Self
+        where
+            C: AsyncOutboxConnection + PoolableConnection + 'static,
+            AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+        {
+            let name = format!("orders_{}", fresh_table());
+            let sql = format!("CREATE TABLE {name} (id BIGINT PRIMARY KEY)");
+            backend.execute(&sql).await.unwrap();
+            Self(name)
+        }
+
+        async fn insert<C: AsyncOutboxConnection>(&self, conn: &mut C, id: i64) -> Result<()> {
+            let sql = format!("INSERT INTO {} (id) VALUES ({id})", self.0);
+            C::Backend::execute_async(conn, &Query::statement(&sql)).await?;
+            Ok(())
+        }
+
+        async fn count<C>(&self, backend: &AsyncDieselBackend<C>) -> i64
+        where
+            C: AsyncOutboxConnection + PoolableConnection + 'static,
+            AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+        {
+            let sql = format!("SELECT COUNT(*) AS n FROM {}", self.0);
+            backend.fetch_count(&sql).await.unwrap()
+        }
+
+        async fn drop_table<C>(self, backend: &AsyncDieselBackend<C>)
+        where
+            C: AsyncOutboxConnection + PoolableConnection + 'static,
+            AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+        {
+            let _ = backend.execute(&format!("DROP TABLE {}", self.0)).await;
+        }
+    }
+
+    async fn unpublished<C>(backend: &AsyncDieselBackend<C>) -> u64
+    where
+        C: AsyncOutboxConnection + PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        outbox_core::Inspect::stats(&backend.store())
+            .await
+            .unwrap()
+            .unpublished()
+    }
+
+    fn order_created(id: i64) -> Message {
+        Message::json("order.created", &serde_json::json!({ "id": id }))
+            .unwrap()
+            .key(id)
+            .unwrap()
+    }
+
+    /// A closure that returns `Ok` commits the business row and its messages together.
+    pub async fn a_committed_async_closure_keeps_the_business_row_and_its_message<C>(
+        backend: &AsyncDieselBackend<C>,
+    ) where
+        C: AsyncOutboxConnection + PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        let orders = Orders::create(backend).await;
+        let mut conn = backend.pool.get().await.unwrap();
+        let (outbox, table) = (&backend.outbox, &orders);
+        conn.transaction::<_, AppError, _>(async |conn| {
+            table.insert(conn, 1).await?;
+            outbox.enqueue_async(conn, order_created(1)).await?;
+            outbox
+                .enqueue_all_async(conn, [order_created(2), order_created(3)])
+                .await?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        drop(conn);
+        let name = backend.name();
+        assert_eq!(orders.count(backend).await, 1, "[{name}] the business row");
+        assert_eq!(unpublished(backend).await, 3, "[{name}] the messages");
+        orders.drop_table(backend).await;
+    }
+
+    /// A closure that returns an error rolls back the business row and its message.
+    pub async fn an_error_returned_from_the_async_closure_leaves_neither<C>(
+        backend: &AsyncDieselBackend<C>,
+    ) where
+        C: AsyncOutboxConnection + PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        let orders = Orders::create(backend).await;
+        let mut conn = backend.pool.get().await.unwrap();
+        let (outbox, table) = (&backend.outbox, &orders);
+        let result = conn
+            .transaction::<(), AppError, _>(async |conn| {
+                table.insert(conn, 1).await?;
+                outbox.enqueue_async(conn, order_created(1)).await?;
+                Err("the payment was declined".into())
+            })
+            .await;
+        drop(conn);
+        assert_eq!(result.unwrap_err().to_string(), "the payment was declined");
+        let name = backend.name();
+        assert_eq!(orders.count(backend).await, 0, "[{name}] the business row");
+        assert_eq!(unpublished(backend).await, 0, "[{name}] the message");
+        orders.drop_table(backend).await;
+    }
+
+    /// A panic inside the closure (here in a task of its own, as in a request handler) leaves
+    /// the transaction open on its connection; the pool discards a connection in that state
+    /// before handing it out again, so neither the row nor the message is ever committed.
+    pub async fn a_panic_inside_the_async_closure_leaves_neither<C>(backend: &AsyncDieselBackend<C>)
+    where
+        C: AsyncOutboxConnection + PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        let orders = Orders::create(backend).await;
+        let (pool, outbox, table) = (
+            backend.pool.clone(),
+            backend.outbox.clone(),
+            Orders(orders.0.clone()),
+        );
+        let handler = tokio::spawn(async move {
+            let mut conn = pool.get().await.unwrap();
+            conn.transaction::<(), AppError, _>(async |conn| {
+                table.insert(conn, 1).await?;
+                outbox.enqueue_async(conn, order_created(1)).await?;
+                panic!("a bug in the handler");
+            })
+            .await
+        });
+        assert!(
+            handler.await.unwrap_err().is_panic(),
+            "the closure panicked"
+        );
+        let name = backend.name();
+        assert_eq!(orders.count(backend).await, 0, "[{name}] the business row");
+        assert_eq!(unpublished(backend).await, 0, "[{name}] the message");
+        orders.drop_table(backend).await;
+    }
+
+    /// On a connection in no transaction, each enqueue commits at once.
+    pub async fn async_enqueue_outside_a_transaction_commits_at_once<C>(
+        backend: &AsyncDieselBackend<C>,
+    ) where
+        C: AsyncOutboxConnection + PoolableConnection + 'static,
+        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+    {
+        let mut conn = backend.pool.get().await.unwrap();
+        backend
+            .outbox
+            .enqueue_async(&mut *conn, order_created(1))
+            .await
+            .unwrap();
+        backend
+            .outbox
+            .enqueue_all_async(&mut *conn, [order_created(2), order_created(3)])
+            .await
+            .unwrap();
+        drop(conn);
+        let name = backend.name();
+        assert_eq!(unpublished(backend).await, 3, "[{name}] committed at once");
     }
 }

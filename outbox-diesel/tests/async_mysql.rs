@@ -16,6 +16,8 @@ outbox_core::conformance_suite!(backend());
 
 outbox_core::adapter_suite!(backend());
 
+outbox_diesel::async_transaction_suite!(backend());
+
 /// Rows written through diesel-async are claimed and settled by the sqlx store, and back.
 mod interop_sqlx {
     use outbox_sqlx::testing::{SqlxBackend, mysql_pool};
