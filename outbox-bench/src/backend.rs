@@ -2,9 +2,15 @@
 //! hand-written baselines, and how to count the statements a transaction sends.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use outbox_sqlx::{Message, Outbox, OutboxConnection, OutboxDatabase};
+use diesel::r2d2::{ConnectionManager, Pool as R2d2Pool};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::Pool as DeadPool;
+use outbox_sqlx::sql::{SqlStore, Statements};
+use outbox_sqlx::{Message, Outbox, OutboxConnection, OutboxDatabase, Store};
 use sqlx::mysql::MySql;
 use sqlx::sqlite::Sqlite;
 use sqlx::{AssertSqlSafe, Connection, Pool, Postgres, Row};
@@ -31,6 +37,20 @@ pub(crate) trait Backend:
 
     /// Refreshes the planner's statistics of `table` after a bulk load.
     fn analyze(table: &str) -> String;
+
+    /// The synchronous diesel adapter's store (over an r2d2 pool).
+    type DieselStore: Store + Clone;
+    /// The diesel-async adapter's store (over a deadpool pool).
+    type DieselAsyncStore: Store + Clone;
+
+    /// The diesel store on the table of `statements`, at `url` (a file path on SQLite).
+    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError>;
+
+    /// The diesel-async store on the table of `statements`, at `url`.
+    fn diesel_async_store(
+        url: &str,
+        statements: Arc<Statements>,
+    ) -> Result<Self::DieselAsyncStore, BoxError>;
 
     /// `CREATE TABLE` for a table with an auto-increment `id` and the given other columns.
     fn create_table(table: &str, columns: &str) -> String;
@@ -181,6 +201,31 @@ impl Backend for Postgres {
 
     common!(Postgres);
 
+    type DieselStore = outbox_diesel::PgStore;
+    type DieselAsyncStore = outbox_diesel::asynchronous::PgStore;
+
+    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError> {
+        // libpq without TLS: its OpenSSL teardown at exit can crash a process whose pool
+        // threads are still connecting.
+        let url = match url.contains('?') {
+            true => format!("{url}&sslmode=disable"),
+            false => format!("{url}?sslmode=disable"),
+        };
+        let pool = R2d2Pool::builder()
+            .max_size(16)
+            .build(ConnectionManager::new(url))?;
+        Ok(SqlStore::with_statements(pool, statements))
+    }
+
+    fn diesel_async_store(
+        url: &str,
+        statements: Arc<Statements>,
+    ) -> Result<Self::DieselAsyncStore, BoxError> {
+        let manager = AsyncDieselConnectionManager::new(url);
+        let pool = DeadPool::builder(manager).max_size(16).build()?;
+        Ok(SqlStore::with_statements(pool, statements))
+    }
+
     fn analyze(table: &str) -> String {
         format!("VACUUM ANALYZE {table}")
     }
@@ -280,6 +325,25 @@ impl Backend for MySql {
         Some(outbox.lock_keys(false))
     }
 
+    type DieselStore = outbox_diesel::MysqlStore;
+    type DieselAsyncStore = outbox_diesel::asynchronous::MysqlStore;
+
+    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError> {
+        let pool = R2d2Pool::builder()
+            .max_size(16)
+            .build(ConnectionManager::new(url))?;
+        Ok(SqlStore::with_statements(pool, statements))
+    }
+
+    fn diesel_async_store(
+        url: &str,
+        statements: Arc<Statements>,
+    ) -> Result<Self::DieselAsyncStore, BoxError> {
+        let manager = AsyncDieselConnectionManager::new(url);
+        let pool = DeadPool::builder(manager).max_size(16).build()?;
+        Ok(SqlStore::with_statements(pool, statements))
+    }
+
     fn analyze(table: &str) -> String {
         format!("ANALYZE TABLE {table}")
     }
@@ -350,6 +414,27 @@ impl Backend for Sqlite {
     const DB_NAME: &'static str = "sqlite";
 
     common!(Sqlite);
+
+    type DieselStore = outbox_diesel::SqliteStore;
+    type DieselAsyncStore = outbox_diesel::asynchronous::SqliteStore;
+
+    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError> {
+        let setup = outbox_diesel::SqliteSetup::default().busy_timeout(Duration::from_secs(30));
+        let pool = R2d2Pool::builder()
+            .max_size(8)
+            .connection_customizer(Box::new(setup))
+            .build(ConnectionManager::new(url))?;
+        Ok(SqlStore::with_statements(pool, statements))
+    }
+
+    fn diesel_async_store(
+        url: &str,
+        statements: Arc<Statements>,
+    ) -> Result<Self::DieselAsyncStore, BoxError> {
+        let manager = outbox_diesel::asynchronous::sqlite_manager(url, Duration::from_secs(30));
+        let pool = DeadPool::builder(manager).max_size(8).build()?;
+        Ok(SqlStore::with_statements(pool, statements))
+    }
 
     fn analyze(table: &str) -> String {
         format!("ANALYZE {table}")

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outbox_sqlx::memory::NullPublisher;
-use outbox_sqlx::{Publisher, Relay};
+use outbox_sqlx::{Publisher, Relay, Store};
 use sqlx::Pool;
 
 use crate::BoxError;
@@ -29,13 +29,29 @@ pub(crate) async fn relay<DB: Backend, P: Publisher + Clone>(
     spec: DrainSpec,
     publisher: P,
 ) -> Result<f64, BoxError> {
+    relay_on(pool, table, keys, spec, publisher, || {
+        table.outbox.store(pool.clone())
+    })
+    .await
+}
+
+/// The relay on the stores `store` makes (one per relay), after loading the backlog through
+/// `pool`.
+pub(crate) async fn relay_on<DB: Backend, P: Publisher + Clone, S: Store>(
+    pool: &Pool<DB>,
+    table: &Table<DB>,
+    keys: Keys,
+    spec: DrainSpec,
+    publisher: P,
+    store: impl Fn() -> S,
+) -> Result<f64, BoxError> {
     table.preload(pool, spec.rows, keys).await?;
     let counting = Arc::new(Counting::new(publisher, spec.rows as u64));
     let stop = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();
     let mut running = Vec::new();
     for _ in 0..spec.relays {
-        let relay = Relay::builder(table.outbox.store(pool.clone()), Arc::clone(&counting))
+        let relay = Relay::builder(store(), Arc::clone(&counting))
             .batch_size(spec.batch)
             .concurrency(spec.concurrency)
             .build()?;

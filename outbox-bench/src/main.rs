@@ -12,6 +12,7 @@
 //! `crash [--rounds N] [--db ...]`, `enqueue [--rounds R] [--txs N] [--db ...]`, and on
 //! PostgreSQL only `profile`, `latency --sidecar notify|poll` and `notify`.
 
+mod adapters;
 mod backend;
 mod crash;
 mod drain;
@@ -200,13 +201,14 @@ async fn other<DB: Backend>(
             finish(&summary, &progress)
         }
         Some("drain") => drain_command(args, pool, nats).await,
+        Some("adapters") => adapters_command(args, pool, url).await,
         Some("latency") => latency_command(args, pool, nats).await,
         Some("keepup") => keepup_command(args, pool, nats).await,
         Some("crash") => crash_command(args, pool, url).await,
         Some("enqueue") => enqueue_command(args, pool).await,
         Some("crash-relay") => crash::child(args, pool).await,
         _ => Err(format!(
-            "usage with --db {}: outbox-bench suite [--quick] | drain | latency | keepup | crash",
+            "usage with --db {}: outbox-bench suite [--quick] | drain | adapters | latency | keepup | crash",
             DB::DB_NAME
         )
         .into()),
@@ -268,6 +270,32 @@ fn finish(summary: &Summary, progress: &impl Fn(&str)) -> Result<(), BoxError> {
     summary.print();
     let path = summary.write()?;
     eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// `adapters [--rows N] [--rounds R]`: the diesel stores' drain rate / the sqlx store's.
+async fn adapters_command<DB: Backend>(
+    args: &[String],
+    pool: &Pool<DB>,
+    url: &str,
+) -> Result<(), BoxError> {
+    let spec = DrainSpec {
+        rows: flag(args, "--rows", 100_000)?,
+        batch: 500,
+        relays: 1,
+        concurrency: 2,
+    };
+    let rounds = flag(args, "--rounds", 3)?;
+    let table = Table::create(pool, "adapters").await?;
+    let progress = |what: &str| eprintln!("{what}");
+    let (sync, asynchronous) =
+        adapters::drain_ratios(pool, url, &table, spec, rounds, &progress).await?;
+    table.drop_table(pool).await?;
+    println!(
+        "{}: drain rate / the sqlx store's, median of {rounds}: diesel {sync:.3}, diesel-async \
+         {asynchronous:.3}",
+        DB::DB_NAME
+    );
     Ok(())
 }
 
@@ -360,6 +388,7 @@ async fn postgres(
     match args.first().map(String::as_str) {
         Some("suite") => suite(pool, url, nats, plan(args)).await,
         Some("drain") => drain_command(args, pool, nats).await,
+        Some("adapters") => adapters_command(args, pool, url).await,
         Some("profile") => {
             let table = Table::create(pool, "profile").await?;
             table
@@ -402,7 +431,7 @@ async fn postgres(
             Ok(())
         }
         _ => Err(
-            "usage: outbox-bench suite [--quick] [--db postgres|mysql|sqlite] | drain | profile \
+            "usage: outbox-bench suite [--quick] [--db postgres|mysql|sqlite] | drain | adapters | profile \
              | latency | keepup | notify"
                 .into(),
         ),
@@ -492,6 +521,12 @@ async fn common_suite<DB: Backend>(
     summary.ratio("drain_vs_floor_ratio", median(ratios), ">= 0.5");
     summary.value("drain_rows_per_s", relay_rate);
     summary.value("floor_rows_per_s", median(floors));
+
+    progress("drain: the diesel and diesel-async stores vs the sqlx store, interleaved");
+    let (sync, asynchronous) =
+        adapters::drain_ratios(pool, url, &table, spec, plan.rounds, progress).await?;
+    summary.ratio("drain_ratio_diesel", sync, ">= 0.9");
+    summary.ratio("drain_ratio_diesel_async", asynchronous, ">= 0.9");
 
     progress("drain: naive status-column design");
     let naive = drain::naive(pool, plan.naive_rows).await?;
