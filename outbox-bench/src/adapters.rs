@@ -1,13 +1,17 @@
 //! The other adapters' stores against the sqlx store, on the same table and backlog.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use diesel::r2d2::{ConnectionManager, Pool as R2d2Pool};
+use outbox_sqlx::Message;
 use outbox_sqlx::memory::NullPublisher;
 use sqlx::Pool;
 
 use crate::BoxError;
-use crate::backend::Backend;
+use crate::backend::{Backend, DieselSql};
 use crate::drain::{self, DrainSpec};
+use crate::enqueue;
 use crate::fixtures::{Keys, Table, median};
 
 /// Medians over `rounds` interleaved rounds of the diesel and the diesel-async store's drain
@@ -52,4 +56,98 @@ pub(crate) async fn drain_ratios<DB: Backend>(
         async_ratios.push(a / x);
     }
     Ok((median(sync_ratios), median(async_ratios)))
+}
+
+/// Median over `rounds` interleaved rounds of the synchronous diesel adapter's time per
+/// transaction (business `INSERT` + `outbox_diesel::enqueue`, 8 producer threads) / diesel
+/// running the hand-written outbox `INSERT` in the same transaction.
+pub(crate) async fn diesel_enqueue_overhead<DB: Backend>(
+    pool: &Pool<DB>,
+    url: &str,
+    rounds: usize,
+    txs: usize,
+) -> Result<f64, BoxError> {
+    let (table, business) = enqueue::tables(pool).await?;
+    let diesel = DB::diesel_pool(url)?;
+    let outbox = outbox_diesel::Outbox::with_table(&table.outbox.table().to_string())?;
+    let sql = DB::DIESEL_SQL;
+    let hand_written = (sql.hand_written)(&table.quoted());
+    let insert_business = format!("INSERT INTO {business} (total) VALUES ({})", DB::PARAM);
+    let run = |library: bool, txs: usize| {
+        tokio::task::block_in_place(|| {
+            round(
+                &diesel,
+                &outbox,
+                &sql,
+                &insert_business,
+                &hand_written,
+                library,
+                txs,
+            )
+        })
+    };
+    // Warm the connections and statement caches of both paths.
+    run(false, enqueue::PRODUCERS * 20)?;
+    run(true, enqueue::PRODUCERS * 20)?;
+    let mut ratios = Vec::new();
+    for r in 0..rounds {
+        // Alternate which goes first so drift does not favour one side.
+        let (base, lib) = if r % 2 == 0 {
+            let base = run(false, txs)?;
+            (base, run(true, txs)?)
+        } else {
+            let lib = run(true, txs)?;
+            (run(false, txs)?, lib)
+        };
+        ratios.push(lib.as_secs_f64() / base.as_secs_f64());
+    }
+    enqueue::drop_tables(pool, table, &business).await?;
+    Ok(median(ratios))
+}
+
+/// One round: `txs` transactions over 8 threads, each a business `INSERT` and one message,
+/// enqueued by the library or by the hand-written `INSERT`. Returns the time per transaction.
+fn round<C>(
+    pool: &R2d2Pool<ConnectionManager<C>>,
+    outbox: &outbox_diesel::Outbox<C::Backend>,
+    sql: &DieselSql<C>,
+    insert_business: &str,
+    hand_written: &str,
+    library: bool,
+    txs: usize,
+) -> Result<Duration, BoxError>
+where
+    C: outbox_diesel::OutboxConnection<Backend: outbox_diesel::OutboxBackend>
+        + diesel::r2d2::R2D2Connection
+        + 'static,
+{
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let producers: Vec<_> = (0..enqueue::PRODUCERS)
+            .map(|p| {
+                scope.spawn(move || -> Result<(), BoxError> {
+                    let mut conn = pool.get()?;
+                    let conn: &mut C = &mut conn;
+                    for i in 0..txs / enqueue::PRODUCERS {
+                        let message =
+                            Message::json("order.created", &serde_json::json!({ "p": p, "i": i }))?
+                                .key(format!("order-{p}-{i}"))?;
+                        conn.transaction::<_, BoxError, _>(|conn| {
+                            (sql.business)(conn, insert_business, i as i64)?;
+                            match library {
+                                true => outbox.enqueue(conn, message)?,
+                                false => drop((sql.insert)(conn, hand_written, &message)?),
+                            }
+                            Ok(())
+                        })?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        producers
+            .into_iter()
+            .try_for_each(|p| p.join().map_err(|_| "a producer panicked")?)
+    })?;
+    Ok(started.elapsed() / (txs as u32))
 }

@@ -17,6 +17,53 @@ use sqlx::{AssertSqlSafe, Connection, Pool, Postgres, Row};
 
 use crate::BoxError;
 
+/// The statements of the enqueue baseline through diesel, on one transaction's connection:
+/// the hand-written outbox `INSERT` (its text for a table, and how to run it for a message)
+/// and the business `INSERT`.
+pub(crate) struct DieselSql<C> {
+    pub(crate) hand_written: fn(&str) -> String,
+    pub(crate) insert: fn(&mut C, &str, &Message) -> diesel::QueryResult<usize>,
+    pub(crate) business: fn(&mut C, &str, i64) -> diesel::QueryResult<usize>,
+}
+
+/// [`DieselSql`] for one diesel connection type, with the hand-written `INSERT`'s text.
+macro_rules! diesel_sql {
+    ($conn:ty, $hand_written:expr) => {
+        DieselSql {
+            hand_written: $hand_written,
+            insert: |conn: &mut $conn, sql: &str, message: &Message| {
+                use diesel::RunQueryDsl;
+                use diesel::sql_types::{Binary, Nullable, Text};
+                diesel::sql_query(sql)
+                    .bind::<Text, _>(message.id().to_string())
+                    .bind::<Text, _>(message.event_type())
+                    .bind::<Nullable<Text>, _>(message.partition_key())
+                    .bind::<Nullable<Text>, _>(message.aggregate_type_name())
+                    .bind::<Binary, _>(&message.payload()[..])
+                    .bind::<Text, _>(message.headers_json())
+                    .execute(conn)
+            },
+            business: |conn: &mut $conn, sql: &str, total: i64| {
+                use diesel::RunQueryDsl;
+                diesel::sql_query(sql)
+                    .bind::<diesel::sql_types::BigInt, _>(total)
+                    .execute(conn)
+            },
+        }
+    };
+}
+
+/// The hand-written insert with a text id, for MySQL and SQLite, with `now` for the clock.
+fn text_id_hand_written(table: &str, now: &str) -> String {
+    format!(
+        "INSERT INTO {table} (message_id, event_type, partition_key, aggregate_type, payload, \
+         headers, created_at, available_at) VALUES (?, ?, ?, ?, ?, ?, {now}, {now})"
+    )
+}
+
+/// SQLite's clock in the outbox's unit, microseconds since the epoch.
+const SQLITE_NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)";
+
 /// A database the bench runs on.
 pub(crate) trait Backend:
     OutboxDatabase + sqlx::Database<Connection: OutboxConnection<Database = Self>>
@@ -38,12 +85,22 @@ pub(crate) trait Backend:
     /// Refreshes the planner's statistics of `table` after a bulk load.
     fn analyze(table: &str) -> String;
 
+    /// The synchronous diesel connection.
+    type DieselConn: outbox_diesel::OutboxConnection<Backend: outbox_diesel::OutboxBackend>
+        + diesel::r2d2::R2D2Connection
+        + 'static;
+    /// The enqueue baseline's statements through diesel.
+    const DIESEL_SQL: DieselSql<Self::DieselConn>;
+
     /// The synchronous diesel adapter's store (over an r2d2 pool).
     type DieselStore: Store + Clone;
     /// The diesel-async adapter's store (over a deadpool pool).
     type DieselAsyncStore: Store + Clone;
 
-    /// The diesel store on the table of `statements`, at `url` (a file path on SQLite).
+    /// An r2d2 pool of diesel connections to `url` (a file path on SQLite).
+    fn diesel_pool(url: &str) -> Result<R2d2Pool<ConnectionManager<Self::DieselConn>>, BoxError>;
+
+    /// The diesel store on the table of `statements`, at `url`.
     fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError>;
 
     /// The diesel-async store on the table of `statements`, at `url`.
@@ -201,20 +258,33 @@ impl Backend for Postgres {
 
     common!(Postgres);
 
+    type DieselConn = diesel::PgConnection;
+    const DIESEL_SQL: DieselSql<diesel::PgConnection> = diesel_sql!(diesel::PgConnection, |t| {
+        format!(
+            "INSERT INTO {t} (message_id, event_type, partition_key, aggregate_type, payload, \
+             headers) VALUES ($1::uuid, $2, $3, $4, $5, $6::jsonb)"
+        )
+    });
     type DieselStore = outbox_diesel::PgStore;
     type DieselAsyncStore = outbox_diesel::asynchronous::PgStore;
 
-    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError> {
+    fn diesel_pool(url: &str) -> Result<R2d2Pool<ConnectionManager<Self::DieselConn>>, BoxError> {
         // libpq without TLS: its OpenSSL teardown at exit can crash a process whose pool
         // threads are still connecting.
         let url = match url.contains('?') {
             true => format!("{url}&sslmode=disable"),
             false => format!("{url}?sslmode=disable"),
         };
-        let pool = R2d2Pool::builder()
+        Ok(R2d2Pool::builder()
             .max_size(16)
-            .build(ConnectionManager::new(url))?;
-        Ok(SqlStore::with_statements(pool, statements))
+            .build(ConnectionManager::new(url))?)
+    }
+
+    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError> {
+        Ok(SqlStore::with_statements(
+            Self::diesel_pool(url)?,
+            statements,
+        ))
     }
 
     fn diesel_async_store(
@@ -325,14 +395,25 @@ impl Backend for MySql {
         Some(outbox.lock_keys(false))
     }
 
+    type DieselConn = diesel::MysqlConnection;
+    const DIESEL_SQL: DieselSql<diesel::MysqlConnection> = diesel_sql!(
+        diesel::MysqlConnection,
+        |t| text_id_hand_written(t, "UTC_TIMESTAMP(6)")
+    );
     type DieselStore = outbox_diesel::MysqlStore;
     type DieselAsyncStore = outbox_diesel::asynchronous::MysqlStore;
 
-    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError> {
-        let pool = R2d2Pool::builder()
+    fn diesel_pool(url: &str) -> Result<R2d2Pool<ConnectionManager<Self::DieselConn>>, BoxError> {
+        Ok(R2d2Pool::builder()
             .max_size(16)
-            .build(ConnectionManager::new(url))?;
-        Ok(SqlStore::with_statements(pool, statements))
+            .build(ConnectionManager::new(url))?)
+    }
+
+    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError> {
+        Ok(SqlStore::with_statements(
+            Self::diesel_pool(url)?,
+            statements,
+        ))
     }
 
     fn diesel_async_store(
@@ -415,16 +496,27 @@ impl Backend for Sqlite {
 
     common!(Sqlite);
 
+    type DieselConn = diesel::SqliteConnection;
+    const DIESEL_SQL: DieselSql<diesel::SqliteConnection> = diesel_sql!(
+        diesel::SqliteConnection,
+        |t| text_id_hand_written(t, SQLITE_NOW)
+    );
     type DieselStore = outbox_diesel::SqliteStore;
     type DieselAsyncStore = outbox_diesel::asynchronous::SqliteStore;
 
-    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError> {
+    fn diesel_pool(url: &str) -> Result<R2d2Pool<ConnectionManager<Self::DieselConn>>, BoxError> {
         let setup = outbox_diesel::SqliteSetup::default().busy_timeout(Duration::from_secs(30));
-        let pool = R2d2Pool::builder()
+        Ok(R2d2Pool::builder()
             .max_size(8)
             .connection_customizer(Box::new(setup))
-            .build(ConnectionManager::new(url))?;
-        Ok(SqlStore::with_statements(pool, statements))
+            .build(ConnectionManager::new(url))?)
+    }
+
+    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError> {
+        Ok(SqlStore::with_statements(
+            Self::diesel_pool(url)?,
+            statements,
+        ))
     }
 
     fn diesel_async_store(
@@ -444,10 +536,7 @@ impl Backend for Sqlite {
         format!("CREATE TABLE {table} (id INTEGER PRIMARY KEY, {columns})")
     }
 
-    text_id_insert_by_hand!(
-        Sqlite,
-        "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)"
-    );
+    text_id_insert_by_hand!(Sqlite, SQLITE_NOW);
 
     async fn floor_batch(
         pool: &Pool<Sqlite>,

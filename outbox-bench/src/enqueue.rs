@@ -10,7 +10,7 @@ use crate::BoxError;
 use crate::backend::Backend;
 use crate::fixtures::{Table, median};
 
-const PRODUCERS: usize = 8;
+pub(crate) const PRODUCERS: usize = 8;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Way {
@@ -58,7 +58,7 @@ async fn round<DB: Backend>(
 }
 
 /// A fresh outbox table and business table.
-async fn tables<DB: Backend>(pool: &Pool<DB>) -> Result<(Table<DB>, String), BoxError> {
+pub(crate) async fn tables<DB: Backend>(pool: &Pool<DB>) -> Result<(Table<DB>, String), BoxError> {
     let table = Table::create(pool, "enqueue").await?;
     let business = format!("outbox_bench_orders_{}", std::process::id());
     DB::exec(pool, &format!("DROP TABLE IF EXISTS {business}")).await?;
@@ -66,7 +66,7 @@ async fn tables<DB: Backend>(pool: &Pool<DB>) -> Result<(Table<DB>, String), Box
     Ok((table, business))
 }
 
-async fn drop_tables<DB: Backend>(
+pub(crate) async fn drop_tables<DB: Backend>(
     pool: &Pool<DB>,
     table: Table<DB>,
     business: &str,

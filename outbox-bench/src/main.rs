@@ -291,6 +291,12 @@ async fn adapters_command<DB: Backend>(
     let (sync, asynchronous) =
         adapters::drain_ratios(pool, url, &table, spec, rounds, &progress).await?;
     table.drop_table(pool).await?;
+    let txs = flag(args, "--txs", 2_000)?;
+    let enqueue = adapters::diesel_enqueue_overhead(pool, url, rounds, txs).await?;
+    println!(
+        "{}: diesel enqueue / hand-written INSERT through diesel, median of {rounds}: {enqueue:.3}",
+        DB::DB_NAME
+    );
     println!(
         "{}: drain rate / the sqlx store's, median of {rounds}: diesel {sync:.3}, diesel-async \
          {asynchronous:.3}",
@@ -503,6 +509,9 @@ async fn common_suite<DB: Backend>(
         let (ratio, _) = enqueue::overhead(pool, rounds, plan.enqueue_txs, unlocked).await?;
         summary.ratio("enqueue_unlocked_overhead_ratio", ratio, "<= 1.05");
     }
+    progress("enqueue overhead through diesel (8 threads, outbox_diesel::enqueue vs hand-written)");
+    let diesel = adapters::diesel_enqueue_overhead(pool, url, rounds, plan.enqueue_txs).await?;
+    summary.ratio("enqueue_overhead_ratio_diesel", diesel, "<= 1.05");
     let batch_table = Table::create(pool, "statements").await?;
     let sent = DB::batch_statements(url, pool, &batch_table.outbox, 10).await?;
     batch_table.drop_table(pool).await?;
