@@ -12,7 +12,7 @@ use crate::BoxError;
 use crate::backend::{Backend, DieselSql};
 use crate::drain::{self, DrainSpec};
 use crate::enqueue;
-use crate::fixtures::{Keys, Table, median};
+use crate::fixtures::{Keys, Table, interleaved, median};
 
 /// Medians over `rounds` interleaved rounds of the diesel and the diesel-async store's drain
 /// rate / the sqlx store's, each draining the same preloaded backlog (1,000 keys) to a null
@@ -89,20 +89,12 @@ pub(crate) async fn diesel_enqueue_overhead<DB: Backend>(
     // Warm the connections and statement caches of both paths.
     run(false, enqueue::PRODUCERS * 20)?;
     run(true, enqueue::PRODUCERS * 20)?;
-    let mut ratios = Vec::new();
-    for r in 0..rounds {
-        // Alternate which goes first so drift does not favour one side.
-        let (base, lib) = if r % 2 == 0 {
-            let base = run(false, txs)?;
-            (base, run(true, txs)?)
-        } else {
-            let lib = run(true, txs)?;
-            (run(false, txs)?, lib)
-        };
-        ratios.push(lib.as_secs_f64() / base.as_secs_f64());
-    }
+    let pairs = interleaved(rounds, |library| std::future::ready(run(library, txs))).await?;
+    let ratios = pairs
+        .iter()
+        .map(|(base, lib)| lib.as_secs_f64() / base.as_secs_f64());
     enqueue::drop_tables(pool, table, &business).await?;
-    Ok(median(ratios))
+    Ok(median(ratios.collect()))
 }
 
 /// One round: `txs` transactions over 8 threads, each a business `INSERT` and one message,

@@ -61,6 +61,24 @@ fn text_id_hand_written(table: &str, now: &str) -> String {
     )
 }
 
+/// The diesel-async store on the table of `statements`, over a pool of at most `max`
+/// connections from `manager`.
+fn deadpool_store<C>(
+    manager: AsyncDieselConnectionManager<C>,
+    max: usize,
+    statements: Arc<Statements>,
+) -> Result<outbox_diesel::asynchronous::AsyncDieselStore<C>, BoxError>
+where
+    C: outbox_diesel::asynchronous::AsyncOutboxConnection
+        + diesel_async::pooled_connection::PoolableConnection
+        + 'static,
+    AsyncDieselConnectionManager<C>:
+        deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
+{
+    let pool = DeadPool::builder(manager).max_size(max).build()?;
+    Ok(SqlStore::with_statements(pool, statements))
+}
+
 /// SQLite's clock in the outbox's unit, microseconds since the epoch.
 const SQLITE_NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)";
 
@@ -92,8 +110,6 @@ pub(crate) trait Backend:
     /// The enqueue baseline's statements through diesel.
     const DIESEL_SQL: DieselSql<Self::DieselConn>;
 
-    /// The synchronous diesel adapter's store (over an r2d2 pool).
-    type DieselStore: Store + Clone;
     /// The diesel-async adapter's store (over a deadpool pool).
     type DieselAsyncStore: Store + Clone;
 
@@ -101,7 +117,15 @@ pub(crate) trait Backend:
     fn diesel_pool(url: &str) -> Result<R2d2Pool<ConnectionManager<Self::DieselConn>>, BoxError>;
 
     /// The diesel store on the table of `statements`, at `url`.
-    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError>;
+    fn diesel_store(
+        url: &str,
+        statements: Arc<Statements>,
+    ) -> Result<outbox_diesel::DieselStore<Self::DieselConn>, BoxError> {
+        Ok(SqlStore::with_statements(
+            Self::diesel_pool(url)?,
+            statements,
+        ))
+    }
 
     /// The diesel-async store on the table of `statements`, at `url`.
     fn diesel_async_store(
@@ -265,7 +289,6 @@ impl Backend for Postgres {
              headers) VALUES ($1::uuid, $2, $3, $4, $5, $6::jsonb)"
         )
     });
-    type DieselStore = outbox_diesel::PgStore;
     type DieselAsyncStore = outbox_diesel::asynchronous::PgStore;
 
     fn diesel_pool(url: &str) -> Result<R2d2Pool<ConnectionManager<Self::DieselConn>>, BoxError> {
@@ -280,20 +303,11 @@ impl Backend for Postgres {
             .build(ConnectionManager::new(url))?)
     }
 
-    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError> {
-        Ok(SqlStore::with_statements(
-            Self::diesel_pool(url)?,
-            statements,
-        ))
-    }
-
     fn diesel_async_store(
         url: &str,
         statements: Arc<Statements>,
     ) -> Result<Self::DieselAsyncStore, BoxError> {
-        let manager = AsyncDieselConnectionManager::new(url);
-        let pool = DeadPool::builder(manager).max_size(16).build()?;
-        Ok(SqlStore::with_statements(pool, statements))
+        deadpool_store(AsyncDieselConnectionManager::new(url), 16, statements)
     }
 
     fn analyze(table: &str) -> String {
@@ -400,7 +414,6 @@ impl Backend for MySql {
         diesel::MysqlConnection,
         |t| text_id_hand_written(t, "UTC_TIMESTAMP(6)")
     );
-    type DieselStore = outbox_diesel::MysqlStore;
     type DieselAsyncStore = outbox_diesel::asynchronous::MysqlStore;
 
     fn diesel_pool(url: &str) -> Result<R2d2Pool<ConnectionManager<Self::DieselConn>>, BoxError> {
@@ -409,20 +422,11 @@ impl Backend for MySql {
             .build(ConnectionManager::new(url))?)
     }
 
-    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError> {
-        Ok(SqlStore::with_statements(
-            Self::diesel_pool(url)?,
-            statements,
-        ))
-    }
-
     fn diesel_async_store(
         url: &str,
         statements: Arc<Statements>,
     ) -> Result<Self::DieselAsyncStore, BoxError> {
-        let manager = AsyncDieselConnectionManager::new(url);
-        let pool = DeadPool::builder(manager).max_size(16).build()?;
-        Ok(SqlStore::with_statements(pool, statements))
+        deadpool_store(AsyncDieselConnectionManager::new(url), 16, statements)
     }
 
     fn analyze(table: &str) -> String {
@@ -501,7 +505,6 @@ impl Backend for Sqlite {
         diesel::SqliteConnection,
         |t| text_id_hand_written(t, SQLITE_NOW)
     );
-    type DieselStore = outbox_diesel::SqliteStore;
     type DieselAsyncStore = outbox_diesel::asynchronous::SqliteStore;
 
     fn diesel_pool(url: &str) -> Result<R2d2Pool<ConnectionManager<Self::DieselConn>>, BoxError> {
@@ -512,20 +515,12 @@ impl Backend for Sqlite {
             .build(ConnectionManager::new(url))?)
     }
 
-    fn diesel_store(url: &str, statements: Arc<Statements>) -> Result<Self::DieselStore, BoxError> {
-        Ok(SqlStore::with_statements(
-            Self::diesel_pool(url)?,
-            statements,
-        ))
-    }
-
     fn diesel_async_store(
         url: &str,
         statements: Arc<Statements>,
     ) -> Result<Self::DieselAsyncStore, BoxError> {
         let manager = outbox_diesel::asynchronous::sqlite_manager(url, Duration::from_secs(30));
-        let pool = DeadPool::builder(manager).max_size(8).build()?;
-        Ok(SqlStore::with_statements(pool, statements))
+        deadpool_store(manager, 8, statements)
     }
 
     fn analyze(table: &str) -> String {

@@ -8,7 +8,7 @@ use sqlx::Pool;
 
 use crate::BoxError;
 use crate::backend::Backend;
-use crate::fixtures::{Table, median};
+use crate::fixtures::{Table, interleaved, median};
 
 pub(crate) const PRODUCERS: usize = 8;
 
@@ -112,20 +112,22 @@ pub(crate) async fn overhead<DB: Backend>(
     // Warm the connections and statement caches of both paths.
     run(Way::HandWritten, PRODUCERS * 20).await?;
     run(Way::Library, PRODUCERS * 20).await?;
-    let mut ratios = Vec::new();
-    let mut ours = Vec::new();
-    for r in 0..rounds {
-        // Alternate which goes first so drift does not favour one side.
-        let (base, lib) = if r % 2 == 0 {
-            let base = run(Way::HandWritten, txs).await?;
-            (base, run(Way::Library, txs).await?)
-        } else {
-            let lib = run(Way::Library, txs).await?;
-            (run(Way::HandWritten, txs).await?, lib)
-        };
-        ratios.push(lib.as_secs_f64() / base.as_secs_f64());
-        ours.push(lib.as_secs_f64());
-    }
+    let pairs = interleaved(rounds, |library| {
+        run(
+            if library {
+                Way::Library
+            } else {
+                Way::HandWritten
+            },
+            txs,
+        )
+    })
+    .await?;
+    let ratios = pairs
+        .iter()
+        .map(|(base, lib)| lib.as_secs_f64() / base.as_secs_f64());
+    let ours = pairs.iter().map(|(_, lib)| lib.as_secs_f64());
+    let (ratios, ours) = (ratios.collect(), ours.collect());
     drop_tables(pool, table, &business).await?;
     Ok((median(ratios), Duration::from_secs_f64(median(ours))))
 }

@@ -113,6 +113,29 @@ impl<P: Publisher> Publisher for Counting<P> {
 }
 
 /// The median of `values` (which must not be empty).
+/// Runs the baseline (`run(false)`) and ours (`run(true)`) `rounds` times, alternating which
+/// goes first so drift does not favour one side; returns each round's (baseline, ours).
+pub(crate) async fn interleaved<T, F, Fut>(
+    rounds: usize,
+    mut run: F,
+) -> Result<Vec<(T, T)>, BoxError>
+where
+    F: FnMut(bool) -> Fut,
+    Fut: std::future::Future<Output = Result<T, BoxError>>,
+{
+    let mut pairs = Vec::with_capacity(rounds);
+    for r in 0..rounds {
+        pairs.push(if r % 2 == 0 {
+            let base = run(false).await?;
+            (base, run(true).await?)
+        } else {
+            let ours = run(true).await?;
+            (run(false).await?, ours)
+        });
+    }
+    Ok(pairs)
+}
+
 pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]

@@ -87,6 +87,16 @@ struct Reading {
     ordinals: Vec<usize>,
 }
 
+impl Reading {
+    /// Nothing read yet of `query`'s result.
+    fn of(query: &Query<'_>) -> Self {
+        Self {
+            rows: Rows::new(query.columns),
+            ordinals: Vec::new(),
+        }
+    }
+}
+
 thread_local! {
     static READING: RefCell<Option<Reading>> = const { RefCell::new(None) };
 }
@@ -104,10 +114,7 @@ fn reading<T>(
         }
     }
     READING.with_borrow_mut(|r| {
-        *r = Some(Reading {
-            rows: Rows::new(query.columns),
-            ordinals: Vec::new(),
-        });
+        *r = Some(Reading::of(query));
     });
     let reset = Reset;
     load().map_err(db_error)?;
@@ -150,10 +157,7 @@ fn reading_async<'f, T>(
     }
     Load {
         load: Box::pin(load),
-        reading: Some(Reading {
-            rows: Rows::new(query.columns),
-            ordinals: Vec::new(),
-        }),
+        reading: Some(Reading::of(query)),
     }
 }
 
