@@ -3,7 +3,9 @@
 
 use std::future::Future;
 
-use outbox_core::sql::{Cell, CellType, DbError, Dialect, Param, Query, Rows};
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+use outbox_core::sql::{Cell, CellType, Param};
+use outbox_core::sql::{DbError, Dialect, Query, Rows};
 
 mod sealed {
     pub trait Sealed {}

@@ -11,6 +11,12 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// Not public API: what outbox-seaorm, whose driver is sqlx, shares with this crate.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::error::classify;
+}
+
 pub use outbox_core::memory;
 pub use outbox_core::relay;
 pub use outbox_core::sql;

@@ -125,6 +125,16 @@ impl OutboxTable {
     pub async fn migrate<E: Executor>(&self, exec: &mut E) -> Result<()> {
         protocol::migrate(exec, &self.statements).await
     }
+
+    /// Drops the table with every message in it, and what [`migrate`](Self::migrate) created
+    /// beside it. See [`protocol::uninstall`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`](crate::Error::Database) when a statement fails.
+    pub async fn uninstall<E: Executor>(&self, exec: &mut E) -> Result<()> {
+        protocol::uninstall(exec, &self.statements).await
+    }
 }
 
 /// Defines an adapter's `Outbox<DB>`: an [`OutboxTable`] typed by the adapter's database

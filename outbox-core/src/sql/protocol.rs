@@ -378,6 +378,19 @@ pub async fn migrate<E: Executor>(exec: &mut E, s: &Statements) -> Result<()> {
     Ok(())
 }
 
+/// Drops the outbox table with every message in it, and what [`migrate`] created beside it;
+/// what does not exist is skipped.
+///
+/// # Errors
+///
+/// [`Error::Database`](crate::Error::Database) when a statement fails.
+pub async fn uninstall<E: Executor>(exec: &mut E, s: &Statements) -> Result<()> {
+    for statement in s.drop_all() {
+        execute(exec, s, Query::statement(&statement)).await?;
+    }
+    Ok(())
+}
+
 /// One unit of store work that an adapter's [`SqlPool`](super::SqlPool) runs on one pooled
 /// connection.
 ///
@@ -488,12 +501,7 @@ operations! {
     /// Drops the outbox table and everything `Migrate` created beside it.
     Uninstall {} -> ();
     mode(_op) TxMode::None;
-    run(op, exec) {
-        for statement in op.s.drop_all() {
-            execute(exec, &op.s, Query::statement(&statement)).await?;
-        }
-        Ok(())
-    }
+    run(op, exec) { uninstall(exec, &op.s).await }
 
     /// Claims up to `limit` rows for `lease`, in sequence order.
     /// Rows that cannot be decoded come back apart, leased like the others.
