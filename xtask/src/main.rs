@@ -198,6 +198,11 @@ const EXAMPLES: &[Example] = &[
         events: &[("order.placed", 3), ("payment.requested", 3)],
         rolled_back: "\"total_cents\":999999",
     },
+    Example {
+        package: "example-seaorm",
+        events: &[("order.placed", 3), ("payment.requested", 3)],
+        rolled_back: "\"total_cents\":999999",
+    },
 ];
 
 /// The databases every example runs on: SQLite by default (no `DATABASE_URL`), then the local
