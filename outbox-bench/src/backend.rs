@@ -133,6 +133,9 @@ pub(crate) trait Backend:
         statements: Arc<Statements>,
     ) -> Result<Self::DieselAsyncStore, BoxError>;
 
+    /// A sea-orm connection on `pool` (the sqlx pool sea-orm wraps).
+    fn seaorm_db(pool: &Pool<Self>) -> sea_orm::DatabaseConnection;
+
     /// `CREATE TABLE` for a table with an auto-increment `id` and the given other columns.
     fn create_table(table: &str, columns: &str) -> String;
 
@@ -198,6 +201,10 @@ pub(crate) fn batch_messages(n: usize) -> Result<Vec<Message>, BoxError> {
 /// The trait's methods whose code is the same on every database, with its placeholders.
 macro_rules! common {
     ($db:ty) => {
+        fn seaorm_db(pool: &Pool<$db>) -> sea_orm::DatabaseConnection {
+            pool.clone().into()
+        }
+
         fn exec(pool: &Pool<$db>, sql: &str) -> impl Future<Output = Result<u64, BoxError>> + Send {
             let sql = sql.to_owned();
             async move {

@@ -273,7 +273,8 @@ fn finish(summary: &Summary, progress: &impl Fn(&str)) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// `adapters [--rows N] [--rounds R]`: the diesel stores' drain rate / the sqlx store's.
+/// `adapters [--rows N] [--rounds R] [--txs N]`: each ORM adapter's drain rate / the sqlx
+/// store's, and its enqueue / the hand-written INSERT through the same ORM.
 async fn adapters_command<DB: Backend>(
     args: &[String],
     pool: &Pool<DB>,
@@ -288,19 +289,23 @@ async fn adapters_command<DB: Backend>(
     let rounds = flag(args, "--rounds", 3)?;
     let table = Table::create(pool, "adapters").await?;
     let progress = |what: &str| eprintln!("{what}");
-    let (sync, asynchronous) =
-        adapters::drain_ratios(pool, url, &table, spec, rounds, &progress).await?;
+    let drain = adapters::drain_ratios(pool, url, &table, spec, rounds, &progress).await?;
     table.drop_table(pool).await?;
     let txs = flag(args, "--txs", 2_000)?;
-    let enqueue = adapters::diesel_enqueue_overhead(pool, url, rounds, txs).await?;
+    let diesel = adapters::diesel_enqueue_overhead(pool, url, rounds, txs).await?;
+    let seaorm = adapters::seaorm_enqueue_overhead(pool, rounds, txs).await?;
     println!(
-        "{}: diesel enqueue / hand-written INSERT through diesel, median of {rounds}: {enqueue:.3}",
+        "{}: enqueue / the hand-written INSERT through the same ORM, median of {rounds}: \
+         diesel {diesel:.3}, sea-orm {seaorm:.3}",
         DB::DB_NAME
     );
     println!(
-        "{}: drain rate / the sqlx store's, median of {rounds}: diesel {sync:.3}, diesel-async \
-         {asynchronous:.3}",
-        DB::DB_NAME
+        "{}: drain rate / the sqlx store's, median of {rounds}: diesel {:.3}, diesel-async \
+         {:.3}, sea-orm {:.3}",
+        DB::DB_NAME,
+        drain.diesel,
+        drain.diesel_async,
+        drain.seaorm
     );
     Ok(())
 }
@@ -512,6 +517,9 @@ async fn common_suite<DB: Backend>(
     progress("enqueue overhead through diesel (8 threads, outbox_diesel::enqueue vs hand-written)");
     let diesel = adapters::diesel_enqueue_overhead(pool, url, rounds, plan.enqueue_txs).await?;
     summary.ratio("enqueue_overhead_ratio_diesel", diesel, "<= 1.05");
+    progress("enqueue overhead through sea-orm (8 tasks, outbox_seaorm::enqueue vs hand-written)");
+    let seaorm = adapters::seaorm_enqueue_overhead(pool, rounds, plan.enqueue_txs).await?;
+    summary.ratio("enqueue_overhead_ratio_seaorm", seaorm, "<= 1.05");
     let batch_table = Table::create(pool, "statements").await?;
     let sent = DB::batch_statements(url, pool, &batch_table.outbox, 10).await?;
     batch_table.drop_table(pool).await?;
@@ -531,11 +539,11 @@ async fn common_suite<DB: Backend>(
     summary.value("drain_rows_per_s", relay_rate);
     summary.value("floor_rows_per_s", median(floors));
 
-    progress("drain: the diesel and diesel-async stores vs the sqlx store, interleaved");
-    let (sync, asynchronous) =
-        adapters::drain_ratios(pool, url, &table, spec, plan.rounds, progress).await?;
-    summary.ratio("drain_ratio_diesel", sync, ">= 0.9");
-    summary.ratio("drain_ratio_diesel_async", asynchronous, ">= 0.9");
+    progress("drain: the diesel, diesel-async and sea-orm stores vs the sqlx store, interleaved");
+    let orms = adapters::drain_ratios(pool, url, &table, spec, plan.rounds, progress).await?;
+    summary.ratio("drain_ratio_diesel", orms.diesel, ">= 0.9");
+    summary.ratio("drain_ratio_diesel_async", orms.diesel_async, ">= 0.9");
+    summary.ratio("drain_ratio_seaorm", orms.seaorm, ">= 0.9");
 
     progress("drain: naive status-column design");
     let naive = drain::naive(pool, plan.naive_rows).await?;

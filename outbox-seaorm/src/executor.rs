@@ -58,7 +58,28 @@ fn statement(backend: DbBackend, query: &Query<'_>) -> Result<Statement, DbError
         .iter()
         .map(value)
         .collect::<Result<Vec<Value>, DbError>>()?;
-    Ok(Statement::from_sql_and_values(backend, query.sql, values))
+    Ok(match text_array_sql(query) {
+        Some(sql) => Statement::from_sql_and_values(backend, sql, values),
+        None => Statement::from_sql_and_values(backend, query.sql, values),
+    })
+}
+
+/// The SQL of a statement with text-array parameters, each cast from the text it is sent as
+/// (`$3::text[]` becomes `$3::text::text[]`). Besides saying what is sent, this keeps the
+/// statement's text apart from the one outbox-sqlx prepares, which declares those parameters
+/// `text[]`: on a pool both share, the cached statement would otherwise be run with a text
+/// where it expects an array ("insufficient data left in message").
+fn text_array_sql(query: &Query<'_>) -> Option<String> {
+    let mut sql: Option<String> = None;
+    for (i, param) in query.params.iter().enumerate() {
+        if let Param::TextArray(_) = param {
+            let from = format!("${}::text[]", i + 1);
+            let to = format!("${}::text::text[]", i + 1);
+            let current = sql.as_deref().unwrap_or(query.sql);
+            sql = Some(current.replace(&from, &to));
+        }
+    }
+    sql
 }
 
 fn value(param: &Param<'_>) -> Result<Value, DbError> {
@@ -68,8 +89,8 @@ fn value(param: &Param<'_>) -> Result<Value, DbError> {
         Param::Text(v) => Value::String(v.map(str::to_owned)),
         Param::Bytes(v) => Value::Bytes(Some(v.to_vec())),
         // sea-orm's arrays cannot hold NULL elements: text arrays go as PostgreSQL array
-        // literals, which every `$n::text[]` of the core's SQL parses. (Always, so that a
-        // prepared statement's parameter keeps one type.)
+        // literals in one text value (always, so that a prepared statement's parameter keeps
+        // one type), which `text_array_sql` casts.
         Param::TextArray(v) => Value::String(Some(text_array_literal(v))),
         other => array(other)?,
     })
@@ -134,24 +155,36 @@ fn text_array_literal(elements: &[Option<&str>]) -> String {
     out
 }
 
-/// Reads each of `columns`, by name and as its type, from every row.
+/// Reads each of `columns`, by name and as its type, from every row. Every row of a result
+/// has the same columns: they are found by name once, in the first row, and read by position.
 fn decode(rows: &[QueryResult], columns: &'static [Column]) -> Result<Rows, DbError> {
     let mut out = Rows::with_capacity(columns, rows.len());
+    let Some(first) = rows.first() else {
+        return Ok(out);
+    };
+    let names = first.column_names();
+    let ordinals = columns
+        .iter()
+        .map(|c| {
+            names.iter().position(|n| n == c.name).ok_or_else(|| {
+                DbError::with_kind(DbErrorKind::Decode, format!("no column named {:?}", c.name))
+            })
+        })
+        .collect::<Result<Vec<usize>, DbError>>()?;
     for row in rows {
-        for column in columns {
-            let name = column.name;
+        for (column, &i) in columns.iter().zip(&ordinals) {
             let cell = match column.ty {
                 CellType::Int => row
-                    .try_get_by::<Option<i64>, _>(name)
+                    .try_get_by_index::<Option<i64>>(i)
                     .map(|v| v.map(Cell::Int)),
                 CellType::Text => row
-                    .try_get_by::<Option<String>, _>(name)
+                    .try_get_by_index::<Option<String>>(i)
                     .map(|v| v.map(Cell::Text)),
                 CellType::Bytes => row
-                    .try_get_by::<Option<Vec<u8>>, _>(name)
+                    .try_get_by_index::<Option<Vec<u8>>>(i)
                     .map(|v| v.map(Cell::Bytes)),
             }
-            .map_err(|err| undecodable(name, err))?;
+            .map_err(|err| undecodable(column.name, err))?;
             out.push(cell.unwrap_or(Cell::Null));
         }
     }
@@ -168,6 +201,18 @@ fn undecodable(column: &str, err: DbErr) -> DbError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_array_parameters_are_cast_from_text() {
+        let query = Query::statement("SELECT $1::text[], $10::text[], $2::bigint[], $1::text[]")
+            .bind(Param::TextArray(vec![None]))
+            .bind(Param::I64Array(&[]));
+        assert_eq!(
+            text_array_sql(&query).as_deref(),
+            Some("SELECT $1::text::text[], $10::text[], $2::bigint[], $1::text::text[]")
+        );
+        assert_eq!(text_array_sql(&Query::statement("SELECT 1")), None);
+    }
 
     #[test]
     fn text_arrays_are_written_as_postgres_literals() {
