@@ -35,6 +35,9 @@ pub(crate) trait ChaosDb:
     /// A lazy pool for a relay process, whose connections the harness can find.
     fn relay_pool(url: &str, slow: bool) -> Result<Pool<Self>, BoxError>;
 
+    /// A sea-orm connection over `pool`.
+    fn seaorm(pool: Pool<Self>) -> sea_orm::DatabaseConnection;
+
     /// Creates the per-key counter table `seq`.
     fn create_seq_table(
         pool: &Pool<Self>,
@@ -126,6 +129,10 @@ impl ChaosDb for Postgres {
     const PRODUCT: &'static str = "PostgreSQL";
     type Server = services::Postgres;
 
+    fn seaorm(pool: Pool<Self>) -> sea_orm::DatabaseConnection {
+        pool.into()
+    }
+
     fn relay_pool(url: &str, slow: bool) -> Result<Pool<Self>, BoxError> {
         let options: PgConnectOptions = url.parse()?;
         Ok(PgPoolOptions::new()
@@ -211,6 +218,10 @@ impl ChaosDb for MySql {
     const DB_NAME: &'static str = "mysql";
     const PRODUCT: &'static str = "MariaDB";
     type Server = services::MariaDb;
+
+    fn seaorm(pool: Pool<Self>) -> sea_orm::DatabaseConnection {
+        pool.into()
+    }
 
     fn relay_pool(url: &str, slow: bool) -> Result<Pool<Self>, BoxError> {
         // The server skips its grant tables, so any user name is let in.

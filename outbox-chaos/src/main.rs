@@ -23,10 +23,12 @@
 //! Then it drains, reads the whole stream back and compares it with what committed: nothing
 //! lost, per-key commit order kept, nothing from a rolled-back transaction, only poison
 //! messages and corrupt rows dead. Writes `target/outbox-chaos/summary.json`
-//! (`summary-mysql.json`); exits non-zero when an invariant broke.
+//! (`summary-mysql.json`, `summary-postgres-seaorm.json`); exits non-zero when an invariant broke.
 //!
-//! `cargo xtask chaos [--quick] [--db mysql]`, or `cargo run --release -p outbox-chaos -- run
-//! [--quick] [--db postgres|mysql] [--seconds S] [--relays R] [--producers P]
+//! The relays run on the sqlx store, or with `--store seaorm` on the sea-orm store.
+//!
+//! `cargo xtask chaos [--quick] [--db mysql] [--store seaorm]`, or `cargo run --release -p
+//! outbox-chaos -- run [--quick] [--db postgres|mysql] [--store sqlx|seaorm] [--seconds S] [--relays R] [--producers P]
 //! [--kill-every-ms K] [--nats-down-s N] [--seed N]`.
 
 mod db;
@@ -164,6 +166,10 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
 
 async fn run_on<DB: ChaosDb>(args: &[String]) -> Result<(), BoxError> {
     let quick = args.iter().any(|a| a == "--quick");
+    let store_name = flag(args, "--store").unwrap_or_else(|| "sqlx".to_owned());
+    if !["sqlx", "seaorm"].contains(&store_name.as_str()) {
+        return Err(format!("--store takes sqlx or seaorm, not {store_name:?}").into());
+    }
     let seconds = number(args, "--seconds", if quick { 24 } else { 120 })?;
     let relay_count = number(args, "--relays", 4)? as usize;
     let producers = number(args, "--producers", 8)?;
@@ -176,7 +182,8 @@ async fn run_on<DB: ChaosDb>(args: &[String]) -> Result<(), BoxError> {
     let started = Instant::now();
     let progress = |what: &str| eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
     progress(&format!(
-        "chaos: {producers} producers, {relay_count} relays, {seconds}s, seed {seed}"
+        "chaos: {producers} producers, {relay_count} relays on the {store_name} store, {seconds}s, \
+         seed {seed}"
     ));
 
     let mut db = DB::Server::start().await?;
@@ -215,6 +222,7 @@ async fn run_on<DB: ChaosDb>(args: &[String]) -> Result<(), BoxError> {
     let mut relays = Relays::start(
         relay_count,
         DB::DB_NAME,
+        &store_name,
         table,
         stream_name,
         &db.url(),
@@ -427,6 +435,7 @@ async fn run_on<DB: ChaosDb>(args: &[String]) -> Result<(), BoxError> {
         "database": DB::DB_NAME,
         "seconds": seconds,
         "seed": seed,
+        "store": store_name,
     });
     pool.close().await;
     db.stop().await?;
@@ -435,9 +444,10 @@ async fn run_on<DB: ChaosDb>(args: &[String]) -> Result<(), BoxError> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/outbox-chaos");
     std::fs::create_dir_all(&dir)?;
     let text = serde_json::to_string_pretty(&summary)?;
-    let file = match DB::DB_NAME {
-        "postgres" => "summary.json".to_owned(),
-        other => format!("summary-{other}.json"),
+    let file = match (DB::DB_NAME, store_name.as_str()) {
+        ("postgres", "sqlx") => "summary.json".to_owned(),
+        (db, "sqlx") => format!("summary-{db}.json"),
+        (db, store) => format!("summary-{db}-{store}.json"),
     };
     std::fs::write(dir.join(file), &text)?;
     println!("{text}");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use outbox_publishers::NatsPublisher;
-use outbox_sqlx::{Envelope, Outbox, PublishError, Publisher, Relay, RetryPolicy};
+use outbox_sqlx::{Envelope, Outbox, PublishError, Publisher, Relay, RetryPolicy, Store};
 use sqlx::{MySql, Postgres};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
@@ -112,13 +112,37 @@ async fn relay_on<DB: ChaosDb>(args: &[String]) -> Result<(), BoxError> {
     // Lazy pool and retrying connect: a relay started while the database or the broker is
     // down waits for them instead of exiting.
     let pool = DB::relay_pool(&database_url, ack_delay > 0)?;
-    let store = Outbox::<DB>::with_table(&table)?.store(pool);
+    match flag(args, "--store").as_deref().unwrap_or("sqlx") {
+        "sqlx" => {
+            let store = Outbox::<DB>::with_table(&table)?.store(pool);
+            run_relay(store, args, &subject, &nats_url, ack_delay, counters).await
+        }
+        // sea-orm's connection wraps the same lazy sqlx pool, so the harness finds (and kills)
+        // its connections as it does the sqlx store's.
+        "seaorm" => {
+            let outbox = outbox_seaorm::Outbox::with_table(&table)?;
+            let store = outbox.store(DB::seaorm(pool))?;
+            run_relay(store, args, &subject, &nats_url, ack_delay, counters).await
+        }
+        other => Err(format!("--store takes sqlx or seaorm, not {other:?}").into()),
+    }
+}
+
+/// Runs the relay on `store` until SIGINT, then prints the counters.
+async fn run_relay<S: Store>(
+    store: S,
+    args: &[String],
+    subject: &str,
+    nats_url: &str,
+    ack_delay: u64,
+    counters: &Counters,
+) -> Result<(), BoxError> {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(nats_url)
         .await?;
     let publisher = SlowAcks {
-        inner: NatsPublisher::new(jetstream::new(client)).subject_prefix(subject),
+        inner: NatsPublisher::new(jetstream::new(client)).subject_prefix(subject.to_owned()),
         delay: Duration::from_millis(ack_delay),
         hang_one_in: flag(args, "--hang-one-in")
             .map(|v| v.parse())
@@ -162,10 +186,12 @@ pub(crate) struct Relays {
 }
 
 impl Relays {
-    /// Starts `count` relay processes on the database `db` names (`--db`).
+    /// Starts `count` relay processes on the database `db` names (`--db`), each on the store
+    /// `store` names (`--store`).
     pub(crate) fn start(
         count: usize,
         db: &str,
+        store: &str,
         table: &str,
         stream: &str,
         database_url: &str,
@@ -175,6 +201,8 @@ impl Relays {
             "relay",
             "--db",
             db,
+            "--store",
+            store,
             "--table",
             table,
             "--stream",
