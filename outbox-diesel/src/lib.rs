@@ -6,6 +6,7 @@
 pub mod asynchronous;
 mod backend;
 mod error;
+mod migration;
 mod outbox;
 #[cfg(feature = "r2d2")]
 mod pool;
@@ -30,6 +31,7 @@ pub use outbox_core::{
 };
 
 pub use self::backend::{OutboxBackend, OutboxConnection};
+pub use self::migration::OutboxMigrations;
 pub use self::outbox::Outbox;
 #[cfg(all(feature = "r2d2", feature = "sqlite"))]
 pub use self::pool::SqliteSetup;

@@ -383,7 +383,7 @@ pub async fn migrate<E: Executor>(exec: &mut E, s: &Statements) -> Result<()> {
 ///
 /// # Errors
 ///
-/// [`Error::Database`](crate::Error::Database) when a statement fails.
+/// [`Error::Database`] when a statement fails.
 pub async fn uninstall<E: Executor>(exec: &mut E, s: &Statements) -> Result<()> {
     for statement in s.drop_all() {
         execute(exec, s, Query::statement(&statement)).await?;

@@ -1,0 +1,1 @@
+CREATE TABLE diesel_orders (id BIGINT PRIMARY KEY);
