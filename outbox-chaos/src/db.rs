@@ -9,7 +9,11 @@ use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Pool, Postgres};
 
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::Pool as DeadPool;
+
 use crate::BoxError;
+use crate::relays::{RelayArgs, run_relay};
 use crate::services;
 
 /// The event type of the rows written corrupt.
@@ -20,6 +24,22 @@ const RELAY: &str = "outbox-chaos-relay";
 /// The slow relay, frozen later, is left alone: it must be mid-batch, not backing off, when
 /// it is frozen.
 const SLOW_RELAY: &str = "outbox-chaos-relay-slow";
+
+/// The name a relay's connections go by: the slow relay's (acks delayed) or the others'.
+fn relay_name(ack_delay: u64) -> &'static str {
+    if ack_delay > 0 { SLOW_RELAY } else { RELAY }
+}
+
+/// A lazy r2d2 pool (no connection until the relay asks) of at most 4 connections to `url`.
+fn r2d2_pool<C: diesel::r2d2::R2D2Connection + 'static>(
+    url: String,
+) -> diesel::r2d2::Pool<diesel::r2d2::ConnectionManager<C>> {
+    diesel::r2d2::Pool::builder()
+        .max_size(4)
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(5))
+        .build_unchecked(diesel::r2d2::ConnectionManager::new(url))
+}
 
 /// A database the harness runs on.
 pub(crate) trait ChaosDb:
@@ -37,6 +57,15 @@ pub(crate) trait ChaosDb:
 
     /// A sea-orm connection over `pool`.
     fn seaorm(pool: Pool<Self>) -> sea_orm::DatabaseConnection;
+
+    /// Runs a relay process on the diesel store (r2d2) or, with `asynchronous`, the
+    /// diesel-async store (deadpool), over a lazy pool whose connections the harness can find.
+    fn run_diesel(
+        table: &str,
+        url: &str,
+        asynchronous: bool,
+        relay: RelayArgs<'_>,
+    ) -> impl Future<Output = Result<(), BoxError>>;
 
     /// Creates the per-key counter table `seq`.
     fn create_seq_table(
@@ -133,6 +162,26 @@ impl ChaosDb for Postgres {
         pool.into()
     }
 
+    async fn run_diesel(
+        table: &str,
+        url: &str,
+        asynchronous: bool,
+        relay: RelayArgs<'_>,
+    ) -> Result<(), BoxError> {
+        let name = relay_name(relay.ack_delay);
+        let outbox = outbox_diesel::Outbox::<outbox_diesel::Pg>::with_table(table)?;
+        // libpq and tokio-postgres both take the application name from the URL; libpq is
+        // asked for no TLS, as the bench and tests do.
+        let url = format!("{url}?application_name={name}&sslmode=disable");
+        if asynchronous {
+            let manager = AsyncDieselConnectionManager::<diesel_async::AsyncPgConnection>::new(url);
+            let pool = DeadPool::builder(manager).max_size(4).build()?;
+            run_relay(outbox.async_store(pool), relay).await
+        } else {
+            run_relay(outbox.store(r2d2_pool::<diesel::PgConnection>(url)), relay).await
+        }
+    }
+
     fn relay_pool(url: &str, slow: bool) -> Result<Pool<Self>, BoxError> {
         let options: PgConnectOptions = url.parse()?;
         Ok(PgPoolOptions::new()
@@ -221,6 +270,29 @@ impl ChaosDb for MySql {
 
     fn seaorm(pool: Pool<Self>) -> sea_orm::DatabaseConnection {
         pool.into()
+    }
+
+    async fn run_diesel(
+        table: &str,
+        url: &str,
+        asynchronous: bool,
+        relay: RelayArgs<'_>,
+    ) -> Result<(), BoxError> {
+        // The server skips its grant tables, so the relay's name can be its user name.
+        let url = url.replacen(
+            "://root@",
+            &format!("://{}@", relay_name(relay.ack_delay)),
+            1,
+        );
+        let outbox = outbox_diesel::Outbox::<outbox_diesel::Mysql>::with_table(table)?;
+        if asynchronous {
+            let manager =
+                AsyncDieselConnectionManager::<diesel_async::AsyncMysqlConnection>::new(url);
+            let pool = DeadPool::builder(manager).max_size(4).build()?;
+            run_relay(outbox.async_store(pool), relay).await
+        } else {
+            run_relay(outbox.store(r2d2_pool::<diesel::MysqlConnection>(url)), relay).await
+        }
     }
 
     fn relay_pool(url: &str, slow: bool) -> Result<Pool<Self>, BoxError> {

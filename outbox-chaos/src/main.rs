@@ -25,10 +25,11 @@
 //! messages and corrupt rows dead. Writes `target/outbox-chaos/summary.json`
 //! (`summary-mysql.json`, `summary-postgres-seaorm.json`); exits non-zero when an invariant broke.
 //!
-//! The relays run on the sqlx store, or with `--store seaorm` on the sea-orm store.
+//! The relays run on the sqlx store, or with `--store seaorm|diesel|diesel-async` on that
+//! adapter's store.
 //!
-//! `cargo xtask chaos [--quick] [--db mysql] [--store seaorm]`, or `cargo run --release -p
-//! outbox-chaos -- run [--quick] [--db postgres|mysql] [--store sqlx|seaorm] [--seconds S] [--relays R] [--producers P]
+//! `cargo xtask chaos [--quick] [--db mysql] [--store seaorm|diesel|diesel-async]`, or `cargo run --release -p
+//! outbox-chaos -- run [--quick] [--db postgres|mysql] [--store sqlx|seaorm|diesel|diesel-async] [--seconds S] [--relays R] [--producers P]
 //! [--kill-every-ms K] [--nats-down-s N] [--seed N]`.
 
 mod db;
@@ -167,8 +168,9 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
 async fn run_on<DB: ChaosDb>(args: &[String]) -> Result<(), BoxError> {
     let quick = args.iter().any(|a| a == "--quick");
     let store_name = flag(args, "--store").unwrap_or_else(|| "sqlx".to_owned());
-    if !["sqlx", "seaorm"].contains(&store_name.as_str()) {
-        return Err(format!("--store takes sqlx or seaorm, not {store_name:?}").into());
+    if !relays::STORES.contains(&store_name.as_str()) {
+        let stores = relays::STORES.join(", ");
+        return Err(format!("--store takes {stores}, not {store_name:?}").into());
     }
     let seconds = number(args, "--seconds", if quick { 24 } else { 120 })?;
     let relay_count = number(args, "--relays", 4)? as usize;

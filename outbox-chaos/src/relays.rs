@@ -25,7 +25,7 @@ pub(crate) const LEASE: Duration = Duration::from_secs(5);
 
 /// Sums every counter the relay reports through the `metrics` facade, by name.
 #[derive(Default)]
-struct Counters(Mutex<HashMap<String, Arc<AtomicU64>>>);
+pub(crate) struct Counters(Mutex<HashMap<String, Arc<AtomicU64>>>);
 
 impl Counters {
     fn snapshot(&self) -> HashMap<String, u64> {
@@ -112,31 +112,52 @@ async fn relay_on<DB: ChaosDb>(args: &[String]) -> Result<(), BoxError> {
     // Lazy pool and retrying connect: a relay started while the database or the broker is
     // down waits for them instead of exiting.
     let pool = DB::relay_pool(&database_url, ack_delay > 0)?;
+    let relay = RelayArgs {
+        args,
+        subject: &subject,
+        nats_url: &nats_url,
+        ack_delay,
+        counters,
+    };
     match flag(args, "--store").as_deref().unwrap_or("sqlx") {
         "sqlx" => {
             let store = Outbox::<DB>::with_table(&table)?.store(pool);
-            run_relay(store, args, &subject, &nats_url, ack_delay, counters).await
+            run_relay(store, relay).await
         }
         // sea-orm's connection wraps the same lazy sqlx pool, so the harness finds (and kills)
         // its connections as it does the sqlx store's.
         "seaorm" => {
             let outbox = outbox_seaorm::Outbox::with_table(&table)?;
-            let store = outbox.store(DB::seaorm(pool))?;
-            run_relay(store, args, &subject, &nats_url, ack_delay, counters).await
+            run_relay(outbox.store(DB::seaorm(pool))?, relay).await
         }
-        other => Err(format!("--store takes sqlx or seaorm, not {other:?}").into()),
+        // The diesel pools connect under the relay's name too (`ChaosDb::diesel_url`).
+        "diesel" => DB::run_diesel(&table, &database_url, false, relay).await,
+        "diesel-async" => DB::run_diesel(&table, &database_url, true, relay).await,
+        other => Err(format!("--store takes {}, not {other:?}", STORES.join(", ")).into()),
     }
 }
 
+/// The stores `--store` takes.
+pub(crate) const STORES: [&str; 4] = ["sqlx", "seaorm", "diesel", "diesel-async"];
+
+/// What a relay process runs with, besides its store.
+pub(crate) struct RelayArgs<'a> {
+    pub(crate) args: &'a [String],
+    pub(crate) subject: &'a str,
+    pub(crate) nats_url: &'a str,
+    pub(crate) ack_delay: u64,
+    pub(crate) counters: &'a Counters,
+}
+
 /// Runs the relay on `store` until SIGINT, then prints the counters.
-async fn run_relay<S: Store>(
-    store: S,
-    args: &[String],
-    subject: &str,
-    nats_url: &str,
-    ack_delay: u64,
-    counters: &Counters,
-) -> Result<(), BoxError> {
+pub(crate) async fn run_relay<S: Store>(store: S, relay: RelayArgs<'_>) -> Result<(), BoxError> {
+    let RelayArgs {
+        args,
+        subject,
+        nats_url,
+        ack_delay,
+        counters,
+    } = relay;
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(nats_url)
