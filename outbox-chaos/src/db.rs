@@ -291,7 +291,11 @@ impl ChaosDb for MySql {
             let pool = DeadPool::builder(manager).max_size(4).build()?;
             run_relay(outbox.async_store(pool), relay).await
         } else {
-            run_relay(outbox.store(r2d2_pool::<diesel::MysqlConnection>(url)), relay).await
+            run_relay(
+                outbox.store(r2d2_pool::<diesel::MysqlConnection>(url)),
+                relay,
+            )
+            .await
         }
     }
 
