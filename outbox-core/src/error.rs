@@ -149,6 +149,29 @@ pub enum Error {
     #[error("database error: {0}")]
     Database(BoxError),
 
+    /// A unit of work's transaction was asked for while another handle to it was alive.
+    #[error(
+        "the request's transaction is already held by another handle (an extractor still in \
+         scope); drop that handle before taking the transaction again"
+    )]
+    TransactionInUse,
+
+    /// A unit of work's transaction was asked for after the unit was committed or rolled back.
+    #[error(
+        "the request's transaction has already been committed or rolled back; a handle to it \
+         can only be taken while the request is being handled"
+    )]
+    TransactionEnded,
+
+    /// A unit of work was to commit while a handle to its transaction was still alive (moved
+    /// into a spawned task or a streaming body), so it was rolled back instead.
+    #[error(
+        "a handle to the request's transaction was still alive when the response was ready (was \
+         it moved into a spawned task or a response body?), so the transaction was rolled back \
+         and no message was published; drop every handle before the handler returns"
+    )]
+    TransactionStillHeld,
+
     /// A row in the outbox table could not be decoded (edited by hand, or a newer schema).
     #[error("corrupt outbox row {seq}: {reason}")]
     CorruptRow {

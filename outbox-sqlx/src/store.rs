@@ -3,8 +3,10 @@
 use std::future::Future;
 
 use outbox_core::Result;
-use outbox_core::sql::{DbError, Dialect, Executor, Operation, Query, Rows, SqlPool, SqlStore};
-use sqlx::{Connection, Pool};
+use outbox_core::sql::{
+    DbError, Dialect, Executor, Operation, Query, Rows, SqlPool, SqlStore, TransactionPool,
+};
+use sqlx::{Connection, Pool, Transaction};
 
 use crate::database::OutboxDatabase;
 use crate::error::db_error;
@@ -65,6 +67,43 @@ impl<DB: OutboxDatabase> SqlPool for SqlxPool<DB> {
         let output = op.run(&mut SqlxExecutor::<DB>(&mut tx)).await?;
         tx.commit().await.map_err(db)?;
         Ok(output)
+    }
+}
+
+/// Request transactions for the web layers: a [`UnitOfWork`](outbox_core::sql::UnitOfWork)
+/// over a `SqlxPool` hands out a `sqlx::Transaction`, which dereferences to the driver's
+/// connection (`&mut PgConnection`, ...), so the caller's `sqlx::query(..).execute(&mut *tx)`
+/// works unchanged.
+impl<DB: OutboxDatabase> TransactionPool for SqlxPool<DB> {
+    type Transaction = Transaction<'static, DB>;
+    type Connection = DB::Connection;
+
+    fn dialect(&self) -> Dialect {
+        DB::DIALECT
+    }
+
+    async fn begin(&self) -> Result<Self::Transaction, DbError> {
+        self.0.begin().await.map_err(db_error)
+    }
+
+    fn connection(tx: &Self::Transaction) -> &Self::Connection {
+        tx
+    }
+
+    fn connection_mut(tx: &mut Self::Transaction) -> &mut Self::Connection {
+        tx
+    }
+
+    fn executor(tx: &mut Self::Transaction) -> impl Executor + '_ {
+        SqlxExecutor::<DB>(tx)
+    }
+
+    async fn commit(tx: Self::Transaction) -> Result<(), DbError> {
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn rollback(tx: Self::Transaction) -> Result<(), DbError> {
+        tx.rollback().await.map_err(db_error)
     }
 }
 

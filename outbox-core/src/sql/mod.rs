@@ -7,6 +7,8 @@
 //!   are decoded; [`protocol::enqueue`] and [`protocol::migrate`] for producers.
 //! * [`Executor`] and [`SqlPool`]: the seam an adapter implements (run a statement, give back
 //!   the rows, classify errors; run an operation on a pooled connection).
+//! * [`UnitOfWork`] over a [`TransactionPool`]: one lazily begun transaction that carries its
+//!   messages to commit, for the web layers.
 //! * [`SqlStore`]: the relay's [`Store`](crate::Store) and [`Inspect`](crate::Inspect) on top
 //!   of any [`SqlPool`].
 //!
@@ -22,6 +24,7 @@ pub mod protocol;
 mod sqlite;
 mod store;
 mod table;
+pub mod unit_of_work;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -37,6 +40,7 @@ pub use self::postgres_claims::ClaimsSql;
 pub use self::protocol::Operation;
 pub use self::store::{SqlPool, SqlStore};
 pub use self::table::{DEFAULT_TABLE, MAX_TABLE_NAME_BYTES, TableName};
+pub use self::unit_of_work::{Finished, Finishing, Lease, TransactionPool, UnitOfWork};
 
 /// The databases the outbox runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod extract;
+mod future;
+mod layer;
+
+pub use outbox_core::sql::{Finished, TransactionPool, UnitOfWork};
+
+pub use self::error::{Error, TxDecision, TxRejection};
+pub use self::extract::Tx;
+pub use self::future::ResponseFuture;
+pub use self::layer::{OutboxLayer, OutboxService};
