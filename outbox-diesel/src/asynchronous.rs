@@ -20,17 +20,19 @@
 use std::future::Future;
 
 use deadpool::managed::Manager;
-use diesel_async::AsyncConnection;
-use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, PoolError, PoolableConnection,
 };
-use outbox_core::sql::{DbError, Dialect, Executor, Operation, Query, Rows, SqlPool, SqlStore};
+use diesel_async::{AsyncConnection, TransactionManager};
+use outbox_core::sql::{
+    DbError, Dialect, Executor, Operation, Query, Rows, SqlPool, SqlStore, TransactionPool,
+};
 use outbox_core::{Error, Message, Result};
 
 use crate::Outbox;
 use crate::backend::OutboxBackend;
-use crate::error::TxError;
+use crate::error::{TxError, db_error};
 
 /// A diesel-async connection the outbox can enqueue on and read through: `AsyncPgConnection`,
 /// `AsyncMysqlConnection`, `SyncConnectionWrapper<SqliteConnection>`, or another connection on
@@ -229,6 +231,122 @@ where
             })
             .await?;
         Ok(output)
+    }
+}
+
+/// A transaction begun on a pooled diesel-async connection by [`AsyncDieselPool`], for the web
+/// layers' request transactions: it dereferences to the connection, so the caller's
+/// `diesel::insert_into(..).execute(&mut *tx)` runs unchanged. Dropped before its commit or
+/// rollback, it takes its connection out of the pool and closes it, so that the server rolls
+/// the transaction back at once instead of the connection idling in the pool inside it.
+pub struct AsyncDieselTransaction<C: PoolableConnection + 'static>
+where
+    AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+{
+    conn: Option<Object<C>>,
+}
+
+impl<C: PoolableConnection + 'static> AsyncDieselTransaction<C>
+where
+    AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+{
+    fn conn(&mut self) -> &mut C {
+        self.conn
+            .as_mut()
+            .expect("an open transaction has its connection")
+    }
+
+    /// Commits or rolls back; the connection goes back to the pool when that succeeds, and
+    /// is closed when it fails.
+    async fn end(mut self, commit: bool) -> Result<(), DbError>
+    where
+        C: AsyncConnection,
+    {
+        let conn = self.conn();
+        let ended = if commit {
+            C::TransactionManager::commit_transaction(conn).await
+        } else {
+            C::TransactionManager::rollback_transaction(conn).await
+        };
+        if ended.is_ok() {
+            drop(self.conn.take());
+        }
+        ended.map_err(db_error)
+    }
+}
+
+impl<C: PoolableConnection + 'static> Drop for AsyncDieselTransaction<C>
+where
+    AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+{
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(Object::take(conn));
+        }
+    }
+}
+
+impl<C: PoolableConnection + 'static> std::ops::Deref for AsyncDieselTransaction<C>
+where
+    AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+{
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        self.conn
+            .as_ref()
+            .expect("an open transaction has its connection")
+    }
+}
+
+impl<C: PoolableConnection + 'static> std::ops::DerefMut for AsyncDieselTransaction<C>
+where
+    AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+{
+    fn deref_mut(&mut self) -> &mut C {
+        self.conn()
+    }
+}
+
+impl<C> TransactionPool for AsyncDieselPool<C>
+where
+    C: AsyncOutboxConnection + PoolableConnection + 'static,
+    AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
+{
+    type Transaction = AsyncDieselTransaction<C>;
+    type Connection = C;
+
+    fn dialect(&self) -> Dialect {
+        C::Backend::DIALECT
+    }
+
+    async fn begin(&self) -> Result<Self::Transaction, DbError> {
+        let conn = self.0.get().await.map_err(DbError::connection)?;
+        let mut tx = AsyncDieselTransaction { conn: Some(conn) };
+        C::TransactionManager::begin_transaction(tx.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(tx)
+    }
+
+    fn connection(tx: &Self::Transaction) -> &C {
+        tx
+    }
+
+    fn connection_mut(tx: &mut Self::Transaction) -> &mut C {
+        tx
+    }
+
+    fn executor(tx: &mut Self::Transaction) -> impl Executor + '_ {
+        AsyncDieselExecutor(tx.conn())
+    }
+
+    async fn commit(tx: Self::Transaction) -> Result<(), DbError> {
+        tx.end(true).await
+    }
+
+    async fn rollback(tx: Self::Transaction) -> Result<(), DbError> {
+        tx.end(false).await
     }
 }
 

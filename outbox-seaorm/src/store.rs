@@ -1,10 +1,10 @@
 //! `SeaOrmStore`: the core's SQL store on a sea-orm `DatabaseConnection`.
 
 use outbox_core::Result;
-use outbox_core::sql::{Dialect, Operation, SqlPool, SqlStore};
-use sea_orm::{DatabaseConnection, IsolationLevel, TransactionTrait};
+use outbox_core::sql::{DbError, Dialect, Executor, Operation, SqlPool, SqlStore, TransactionPool};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, IsolationLevel, TransactionTrait};
 
-use crate::error::error;
+use crate::error::{db_error, error};
 use crate::executor::{SeaExecutor, dialect};
 
 /// A sea-orm `DatabaseConnection` (a pool) as the core's [`SqlPool`]: an operation that needs
@@ -57,6 +57,42 @@ impl SqlPool for SeaOrmPool {
         let output = op.run(&mut SeaExecutor(&tx)).await?;
         tx.commit().await.map_err(error)?;
         Ok(output)
+    }
+}
+
+/// Request transactions for the web layers: a [`UnitOfWork`](outbox_core::sql::UnitOfWork)
+/// over a `SeaOrmPool` hands out a `DatabaseTransaction` (begun with `db.begin()`), on which
+/// the caller's `ActiveModel::insert(&*tx)` and `Entity::find().all(&*tx)` run unchanged.
+impl TransactionPool for SeaOrmPool {
+    type Transaction = DatabaseTransaction;
+    type Connection = DatabaseTransaction;
+
+    fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    async fn begin(&self) -> Result<Self::Transaction, DbError> {
+        self.db.begin().await.map_err(db_error)
+    }
+
+    fn connection(tx: &Self::Transaction) -> &Self::Connection {
+        tx
+    }
+
+    fn connection_mut(tx: &mut Self::Transaction) -> &mut Self::Connection {
+        tx
+    }
+
+    fn executor(tx: &mut Self::Transaction) -> impl Executor + '_ {
+        SeaExecutor(&*tx)
+    }
+
+    async fn commit(tx: Self::Transaction) -> Result<(), DbError> {
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn rollback(tx: Self::Transaction) -> Result<(), DbError> {
+        tx.rollback().await.map_err(db_error)
     }
 }
 

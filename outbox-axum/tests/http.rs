@@ -1,13 +1,15 @@
-//! outbox-axum on sqlx, through a real HTTP server on a loopback port: PostgreSQL
-//! (`OUTBOX_TEST_POSTGRES_URL`), MariaDB (`OUTBOX_TEST_MYSQL_URL`) and SQLite (a file in the
-//! temporary directory).
+//! outbox-axum through a real HTTP server on a loopback port, with the request transaction on
+//! sqlx, sea-orm and diesel-async, each on PostgreSQL (`OUTBOX_TEST_POSTGRES_URL`), MariaDB
+//! (`OUTBOX_TEST_MYSQL_URL`) and SQLite (a file in the temporary directory).
 
 mod support;
 
-/// The suite for one database: `$db` the sqlx database, `$pool` an expression giving a pool
-/// on it, `$p1`/`$p2` its first two placeholders.
+/// The suite for one adapter on one database. The invoking module names `Orm` (the adapter's
+/// pool type) and `insert` (writes an order on the adapter's connection); `$db` is the sqlx
+/// database the tests check the tables with, `$pools` gives a sqlx pool and an `Orm` on the
+/// same database.
 macro_rules! http_suite {
-    ($db:ty, $pool:expr, $p1:literal, $p2:literal) => {
+    ($db:ty, $pools:expr) => {
         use std::sync::Arc;
         use std::sync::atomic::Ordering;
         use std::time::{Duration, Instant};
@@ -20,13 +22,13 @@ macro_rules! http_suite {
         use axum::routing::{get, post};
         use outbox_axum::{OutboxLayer, TxDecision, UnitOfWork};
         use outbox_core::memory::CollectingPublisher;
-        use outbox_sqlx::{Message, Outbox, Relay, SqlxPool};
+        use outbox_sqlx::{Message, Outbox, Relay};
         use sqlx::AssertSqlSafe;
         use tower_http::catch_panic::CatchPanicLayer;
 
         use crate::support::{self, Counting, Counts};
 
-        type Pool = Counting<SqlxPool<$db>>;
+        type Pool = Counting<Orm>;
         type Tx = outbox_axum::Tx<Pool>;
         type HandlerResult<T> = Result<T, outbox_axum::Error>;
 
@@ -40,7 +42,7 @@ macro_rules! http_suite {
 
         impl Env {
             async fn new() -> Self {
-                let pool = $pool;
+                let (pool, orm) = $pools;
                 let outbox = Outbox::<$db>::with_table(&outbox_core::testing::fresh_table())
                     .unwrap();
                 outbox.migrate(&mut *pool.acquire().await.unwrap()).await.unwrap();
@@ -51,7 +53,7 @@ macro_rules! http_suite {
                 .execute(&pool)
                 .await
                 .unwrap();
-                let counting = Counting::new(SqlxPool::from(pool.clone()));
+                let counting = Counting::new(orm);
                 Self { pool, outbox, orders, counting }
             }
 
@@ -89,16 +91,9 @@ macro_rules! http_suite {
             }
         }
 
-        async fn insert(tx: &mut Tx, orders: &str, id: i64) -> HandlerResult<()> {
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {orders} (id, total) VALUES ({}, {})",
-                $p1, $p2
-            )))
-            .bind(id)
-            .bind(id * 100)
-            .execute(&mut **tx)
-            .await?;
-            Ok(())
+        async fn insert_order(tx: &mut Tx, orders: &str, id: i64) -> HandlerResult<()> {
+            let sql = format!("INSERT INTO {orders} (id, total) VALUES ({id}, {})", id * 100);
+            insert(&mut **tx, &sql).await
         }
 
         fn event(id: i64, n: usize) -> Message {
@@ -114,7 +109,7 @@ macro_rules! http_suite {
             Path((id, events)): Path<(i64, usize)>,
             mut tx: Tx,
         ) -> HandlerResult<StatusCode> {
-            insert(&mut tx, &orders, id).await?;
+            insert_order(&mut tx, &orders, id).await?;
             for n in 0..events {
                 tx.enqueue(event(id, n))?;
             }
@@ -126,7 +121,7 @@ macro_rules! http_suite {
             Path(id): Path<i64>,
             mut tx: Tx,
         ) -> HandlerResult<StatusCode> {
-            insert(&mut tx, &orders, id).await?;
+            insert_order(&mut tx, &orders, id).await?;
             tx.enqueue(event(id, 0))?;
             Ok(StatusCode::UNPROCESSABLE_ENTITY)
         }
@@ -136,7 +131,7 @@ macro_rules! http_suite {
             Path(id): Path<i64>,
             mut tx: Tx,
         ) -> HandlerResult<StatusCode> {
-            insert(&mut tx, &orders, id).await?;
+            insert_order(&mut tx, &orders, id).await?;
             tx.enqueue(event(id, 0))?;
             panic!("the handler panics after writing order {id}");
         }
@@ -146,7 +141,7 @@ macro_rules! http_suite {
             Path(id): Path<i64>,
             mut tx: Tx,
         ) -> HandlerResult<impl IntoResponse> {
-            insert(&mut tx, &orders, id).await?;
+            insert_order(&mut tx, &orders, id).await?;
             tx.enqueue(event(id, 0))?;
             Ok((TxDecision::Commit, StatusCode::CONFLICT))
         }
@@ -156,7 +151,7 @@ macro_rules! http_suite {
             Path(id): Path<i64>,
             mut tx: Tx,
         ) -> HandlerResult<impl IntoResponse> {
-            insert(&mut tx, &orders, id).await?;
+            insert_order(&mut tx, &orders, id).await?;
             tx.enqueue(event(id, 0))?;
             Ok((TxDecision::Rollback, "preview only"))
         }
@@ -168,7 +163,7 @@ macro_rules! http_suite {
             mut tx: Tx,
         ) -> StatusCode {
             tokio::spawn(async move {
-                insert(&mut tx, &orders, id).await.unwrap();
+                insert_order(&mut tx, &orders, id).await.unwrap();
                 tx.enqueue(event(id, 0)).unwrap();
                 tokio::time::sleep(Duration::from_millis(300)).await;
             });
@@ -181,7 +176,7 @@ macro_rules! http_suite {
             Path(id): Path<i64>,
             mut tx: Tx,
         ) -> HandlerResult<StatusCode> {
-            insert(&mut tx, &orders, id).await?;
+            insert_order(&mut tx, &orders, id).await?;
             tx.enqueue(event(id, 0))?;
             tokio::time::sleep(Duration::from_secs(2)).await;
             Ok(StatusCode::CREATED)
@@ -197,7 +192,7 @@ macro_rules! http_suite {
             Path(id): Path<i64>,
             mut tx: Tx,
         ) -> HandlerResult<StatusCode> {
-            insert(&mut tx, &orders, id).await?;
+            insert_order(&mut tx, &orders, id).await?;
             tx.enqueue(Message::bytes("order.created", vec![b'x'; 4096])?.key(id)?)?;
             Ok(StatusCode::CREATED)
         }
@@ -212,7 +207,7 @@ macro_rules! http_suite {
                     Ok(tx) => tx,
                     Err(rejection) => return rejection.into_response(),
                 };
-                if let Err(err) = insert(&mut tx, &orders, id + 1_000_000).await {
+                if let Err(err) = insert_order(&mut tx, &orders, id + 1_000_000).await {
                     return err.into_response();
                 }
             }
@@ -544,11 +539,8 @@ macro_rules! http_suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_handler_runs_in_a_unit_test_on_a_plain_transaction() {
             let env = Env::new().await;
-            let tx = env.pool.begin().await.unwrap();
-            let tx = Tx::from_transaction(
-                support::CountingTx::wrap(tx, &env.counting),
-                env.outbox.outbox_table().clone(),
-            );
+            let tx = outbox_axum::TransactionPool::begin(&env.counting).await.unwrap();
+            let tx = Tx::from_transaction(tx, env.outbox.outbox_table().clone());
             let unit: UnitOfWork<Pool> = tx.unit().clone();
             let status = create(State(Arc::clone(&env.orders)), Path((30, 2)), tx).await.unwrap();
             assert_eq!(status, StatusCode::CREATED);
@@ -559,29 +551,135 @@ macro_rules! http_suite {
     };
 }
 
-mod postgres {
-    http_suite!(
-        sqlx::Postgres,
-        outbox_sqlx::testing::postgres_pool().await,
-        "$1",
-        "$2"
-    );
+/// sqlx: the connection is the driver's (`&mut PgConnection`, ...).
+macro_rules! sqlx_insert {
+    ($conn:ty) => {
+        async fn insert(conn: &mut $conn, sql: &str) -> Result<(), outbox_axum::Error> {
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+    };
 }
 
-mod mysql {
-    http_suite!(
-        sqlx::MySql,
-        outbox_sqlx::testing::mysql_pool().await,
-        "?",
-        "?"
-    );
+/// sea-orm: the connection is the `DatabaseTransaction`.
+macro_rules! seaorm_insert {
+    () => {
+        type Orm = outbox_seaorm::SeaOrmPool;
+
+        async fn insert(
+            tx: &mut sea_orm::DatabaseTransaction,
+            sql: &str,
+        ) -> Result<(), outbox_axum::Error> {
+            sea_orm::ConnectionTrait::execute_unprepared(&*tx, sql).await?;
+            Ok(())
+        }
+    };
 }
 
-mod sqlite {
-    http_suite!(
-        sqlx::Sqlite,
-        outbox_sqlx::testing::sqlite_pool(&outbox_core::testing::sqlite_file("outbox-axum")).await,
-        "?",
-        "?"
-    );
+/// diesel-async: the connection is diesel-async's, pooled by deadpool.
+macro_rules! diesel_async_insert {
+    ($conn:ty) => {
+        type Orm = outbox_diesel::asynchronous::AsyncDieselPool<$conn>;
+
+        async fn insert(conn: &mut $conn, sql: &str) -> Result<(), outbox_axum::Error> {
+            diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), conn).await?;
+            Ok(())
+        }
+    };
+}
+
+mod sqlx_postgres {
+    type Orm = outbox_sqlx::SqlxPool<sqlx::Postgres>;
+    sqlx_insert!(sqlx::PgConnection);
+    http_suite!(sqlx::Postgres, {
+        let pool = outbox_sqlx::testing::postgres_pool().await;
+        (pool.clone(), Orm::from(pool))
+    });
+}
+
+mod sqlx_mysql {
+    type Orm = outbox_sqlx::SqlxPool<sqlx::MySql>;
+    sqlx_insert!(sqlx::MySqlConnection);
+    http_suite!(sqlx::MySql, {
+        let pool = outbox_sqlx::testing::mysql_pool().await;
+        (pool.clone(), Orm::from(pool))
+    });
+}
+
+mod sqlx_sqlite {
+    type Orm = outbox_sqlx::SqlxPool<sqlx::Sqlite>;
+    sqlx_insert!(sqlx::SqliteConnection);
+    http_suite!(sqlx::Sqlite, {
+        let file = outbox_core::testing::sqlite_file("outbox-axum");
+        let pool = outbox_sqlx::testing::sqlite_pool(&file).await;
+        (pool.clone(), Orm::from(pool))
+    });
+}
+
+mod seaorm_postgres {
+    seaorm_insert!();
+    http_suite!(sqlx::Postgres, {
+        let pool = outbox_sqlx::testing::postgres_pool().await;
+        let db = sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
+        (pool, Orm::from(db))
+    });
+}
+
+mod seaorm_mysql {
+    seaorm_insert!();
+    http_suite!(sqlx::MySql, {
+        let pool = outbox_sqlx::testing::mysql_pool().await;
+        let db = sea_orm::SqlxMySqlConnector::from_sqlx_mysql_pool(pool.clone());
+        (pool, Orm::from(db))
+    });
+}
+
+mod seaorm_sqlite {
+    seaorm_insert!();
+    http_suite!(sqlx::Sqlite, {
+        let file = outbox_core::testing::sqlite_file("outbox-axum");
+        let pool = outbox_sqlx::testing::sqlite_pool(&file).await;
+        let db = sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
+        (pool, Orm::from(db))
+    });
+}
+
+mod diesel_async_postgres {
+    diesel_async_insert!(diesel_async::AsyncPgConnection);
+    http_suite!(sqlx::Postgres, {
+        let pool = outbox_sqlx::testing::postgres_pool().await;
+        let url = outbox_sqlx::testing::url(
+            "OUTBOX_TEST_POSTGRES_URL",
+            outbox_sqlx::testing::POSTGRES_DEFAULT,
+        );
+        let diesel = outbox_diesel::testing::async_pool("PostgreSQL", &url, 32).await;
+        (pool, Orm::from(diesel))
+    });
+}
+
+mod diesel_async_mysql {
+    diesel_async_insert!(diesel_async::AsyncMysqlConnection);
+    http_suite!(sqlx::MySql, {
+        let pool = outbox_sqlx::testing::mysql_pool().await;
+        let url =
+            outbox_sqlx::testing::url("OUTBOX_TEST_MYSQL_URL", outbox_sqlx::testing::MYSQL_DEFAULT);
+        let diesel = outbox_diesel::testing::async_pool("MariaDB", &url, 32).await;
+        (pool, Orm::from(diesel))
+    });
+}
+
+mod diesel_async_sqlite {
+    diesel_async_insert!(outbox_diesel::asynchronous::SqliteConnection);
+    http_suite!(sqlx::Sqlite, {
+        let file = outbox_core::testing::sqlite_file("outbox-axum");
+        let pool = outbox_sqlx::testing::sqlite_pool(&file).await;
+        let manager = outbox_diesel::asynchronous::sqlite_manager(
+            file.to_str().unwrap(),
+            std::time::Duration::from_secs(30),
+        );
+        let diesel = outbox_diesel::testing::async_pool_with("SQLite", "file", manager, 4).await;
+        (pool, Orm::from(diesel))
+    });
 }
