@@ -47,10 +47,7 @@ impl Error {
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
     fn from(err: E) -> Self {
         let cause: BoxError = Box::new(err);
-        let status = match cause.downcast_ref::<OutboxError>() {
-            Some(OutboxError::PayloadTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = status_of(cause.downcast_ref::<OutboxError>());
         Self { status, cause }
     }
 }
@@ -139,20 +136,20 @@ impl TxRejection {
         }
     }
 
-    /// The status the rejection responds with.
+    /// The status the rejection responds with: 503 when the database cannot be reached,
+    /// 500 otherwise.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Begin(OutboxError::Database(err)) if err_is_unavailable(err) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Begin(err) => status_of(Some(err)),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
-fn err_is_unavailable(err: &BoxError) -> bool {
-    err.downcast_ref::<outbox_core::sql::DbError>()
-        .is_some_and(|db| db.kind() == outbox_core::sql::DbErrorKind::ConnectionLost)
+/// The status of an outbox error, 500 for any other error.
+fn status_of(err: Option<&OutboxError>) -> StatusCode {
+    err.and_then(|err| StatusCode::from_u16(err.http_status()).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl IntoResponse for TxRejection {

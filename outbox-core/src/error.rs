@@ -188,6 +188,24 @@ impl Error {
         Self::Database(err.into())
     }
 
+    /// The HTTP status a web layer answers this error with when a handler returns it:
+    /// `413 Payload Too Large` for [`Error::PayloadTooLarge`], `503 Service Unavailable` when
+    /// the database could not be reached, `500 Internal Server Error` otherwise.
+    pub fn http_status(&self) -> u16 {
+        use crate::sql::{DbError, DbErrorKind};
+        match self {
+            Self::PayloadTooLarge { .. } => 413,
+            Self::Database(err)
+                if err
+                    .downcast_ref::<DbError>()
+                    .is_some_and(|db| db.kind() == DbErrorKind::ConnectionLost) =>
+            {
+                503
+            }
+            _ => 500,
+        }
+    }
+
     /// Whether the same call may succeed when simply tried again: a database deadlock,
     /// serialization failure or lock timeout, or a lost connection.
     pub fn is_transient(&self) -> bool {
