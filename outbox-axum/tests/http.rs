@@ -7,6 +7,9 @@
 /// `serve`, and the scenarios only axum has.
 macro_rules! axum_app {
     () => {
+        /// hyper drops the handler future of a client that disconnects.
+        const CANCELS_ON_DISCONNECT: bool = true;
+
         use axum::Router;
         use axum::extract::{FromRequestParts, Path, Request, State};
         use axum::http::StatusCode;

@@ -5,7 +5,9 @@
 //! The life of one unit:
 //!
 //! 1. [`UnitOfWork::new`] costs no connection. The first [`lease`](UnitOfWork::lease) begins
-//!    the transaction; later leases get the same one back. One lease is out at a time.
+//!    the transaction (on a task of its own, so that dropping the lease's future cannot cut
+//!    a driver's statement in half); later leases get the same one back. One lease is out at
+//!    a time.
 //! 2. Through a [`Lease`] the caller writes its business rows on the ORM's own connection type
 //!    and [`enqueue`](Lease::enqueue)s messages, which are checked at once and buffered.
 //! 3. [`finish`](UnitOfWork::finish) with `commit = true` writes every buffered message in one
@@ -242,8 +244,16 @@ impl<P: TransactionPool> UnitOfWork<P> {
                 // Until `begin` returns, the slot says leased; if it fails or this future is
                 // dropped, the slot goes back to idle so that a later lease can try again.
                 let reserved = Reservation(&self.shared);
-                let pool = self.shared.pool.as_ref().ok_or(Error::TransactionEnded)?;
-                let tx = pool.begin().await?;
+                let pool = self.shared.pool.clone().ok_or(Error::TransactionEnded)?;
+                // Begun on a task of its own, so that a lease dropped half-way (an extractor
+                // beside it failed) never drops a driver's future mid-statement; a transaction
+                // begun for a lease no longer waiting is dropped, which rolls it back.
+                let begun = tokio::spawn(async move { pool.begin().await })
+                    .await
+                    .map_err(|err| {
+                        DbError::other(format!("the task beginning the transaction failed: {err}"))
+                    })?;
+                let tx = begun?;
                 mem::forget(reserved);
                 tx
             }
