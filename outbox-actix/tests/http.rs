@@ -164,7 +164,7 @@ macro_rules! actix_app {
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn the_missing_middleware_error_names_the_fix() {
-            let text = outbox_actix::TxRejection::MissingMiddleware.to_string();
+            let text = outbox_actix::TxRejection::MissingLayer.to_string();
             assert!(
                 text.contains(".wrap(outbox_actix::OutboxMiddleware::new(pool))"),
                 "{text}"

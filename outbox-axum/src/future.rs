@@ -7,11 +7,11 @@ use std::task::{Context, Poll, ready};
 
 use axum_core::body::Body;
 use http::Response;
-use outbox_core::sql::{Finished, Finishing, TransactionPool, UnitOfWork};
+use outbox_core::sql::web::{RequestUnits, Responding};
+use outbox_core::sql::{TransactionPool, UnitOfWork};
 use pin_project_lite::pin_project;
 
-use crate::error::{TxDecision, commit_failed};
-use crate::layer::Config;
+use crate::error::{TxDecision, not_saved};
 
 pin_project! {
     /// The future [`OutboxService`](crate::OutboxService) returns: it runs the inner service,
@@ -21,25 +21,18 @@ pin_project! {
         #[pin]
         inner: F,
         unit: Option<UnitOfWork<P>>,
-        config: Arc<Config<P>>,
-        finishing: Option<Pending>,
+        units: Arc<RequestUnits<P>>,
+        responding: Option<(Responding, Response<Body>)>,
     }
 }
 
-/// A response waiting for its transaction to end.
-struct Pending {
-    finishing: Finishing,
-    response: Response<Body>,
-    commit: bool,
-}
-
 impl<F, P: TransactionPool> ResponseFuture<F, P> {
-    pub(crate) fn new(inner: F, unit: UnitOfWork<P>, config: Arc<Config<P>>) -> Self {
+    pub(crate) fn new(inner: F, unit: UnitOfWork<P>, units: Arc<RequestUnits<P>>) -> Self {
         Self {
             inner,
             unit: Some(unit),
-            config,
-            finishing: None,
+            units,
+            responding: None,
         }
     }
 }
@@ -56,10 +49,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            if let Some(pending) = this.finishing.as_mut() {
-                let outcome = ready!(Pin::new(&mut pending.finishing).poll(cx));
-                let pending = this.finishing.take().expect("pending response");
-                return Poll::Ready(Ok(respond(outcome, pending)));
+            if let Some((responding, _)) = this.responding.as_mut() {
+                let stands = ready!(Pin::new(responding).poll(cx));
+                let (_, response) = this.responding.take().expect("a pending response");
+                return Poll::Ready(Ok(if stands { response } else { not_saved() }));
             }
             let response = match ready!(this.inner.as_mut().poll(cx)) {
                 Ok(response) => response,
@@ -73,32 +66,13 @@ where
                 }
             };
             let unit = this.unit.take().expect("polled after completion");
-            let commit = match response.extensions().get::<TxDecision>() {
-                Some(decision) => *decision == TxDecision::Commit,
-                None => (this.config.commit_when)(response.status()),
-            };
-            *this.finishing = Some(Pending {
-                finishing: unit.finish(commit),
-                response: response.map(Body::new),
-                commit,
-            });
-        }
-    }
-}
-
-/// The response to send once the unit has ended.
-fn respond(outcome: outbox_core::Result<Finished>, pending: Pending) -> Response<Body> {
-    match outcome {
-        Ok(_) => pending.response,
-        Err(err) if pending.commit => {
-            tracing::error!(error = %err, "the request's transaction did not commit");
-            commit_failed()
-        }
-        Err(err) => {
-            // The response already says the request failed; the database rolls back a
-            // transaction whose connection is gone.
-            tracing::warn!(error = %err, "the request's transaction did not roll back cleanly");
-            pending.response
+            let decision = response.extensions().get::<TxDecision>().copied();
+            let responding = this.units.respond(
+                unit,
+                response.status().as_u16(),
+                decision.map(|decision| decision == TxDecision::Commit),
+            );
+            *this.responding = Some((responding, response.map(Body::new)));
         }
     }
 }

@@ -8,7 +8,7 @@
 //! * [`Executor`] and [`SqlPool`]: the seam an adapter implements (run a statement, give back
 //!   the rows, classify errors; run an operation on a pooled connection).
 //! * [`UnitOfWork`] over a [`TransactionPool`]: one lazily begun transaction that carries its
-//!   messages to commit, for the web layers.
+//!   messages to commit, for the web layers; [`web`]: what those layers share.
 //! * [`SqlStore`]: the relay's [`Store`](crate::Store) and [`Inspect`](crate::Inspect) on top
 //!   of any [`SqlPool`].
 //!
@@ -25,6 +25,7 @@ mod sqlite;
 mod store;
 mod table;
 pub mod unit_of_work;
+pub mod web;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
