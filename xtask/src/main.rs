@@ -203,6 +203,11 @@ const EXAMPLES: &[Example] = &[
         events: &[("order.placed", 3), ("payment.requested", 3)],
         rolled_back: "\"total_cents\":999999",
     },
+    Example {
+        package: "example-axum-sqlx",
+        events: &[("order.created", 3)],
+        rolled_back: "\"total_cents\":999999",
+    },
 ];
 
 /// The databases every example runs on: SQLite by default (no `DATABASE_URL`), then the local
