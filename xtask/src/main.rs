@@ -208,6 +208,11 @@ const EXAMPLES: &[Example] = &[
         events: &[("order.created", 3)],
         rolled_back: "\"total_cents\":999999",
     },
+    Example {
+        package: "example-actix-diesel",
+        events: &[("order.created", 3)],
+        rolled_back: "\"total_cents\":999999",
+    },
 ];
 
 /// The databases every example runs on: SQLite by default (no `DATABASE_URL`), then the local

@@ -24,7 +24,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use example_axum_sqlx::{BoxError, MYSQL, OrdersSql, POSTGRES, SQLITE, post_json, start};
+use example_axum_sqlx::{BoxError, MYSQL, OrdersSql, POSTGRES, SQLITE, start};
+use example_support::post_json;
 use outbox_publishers::{JsonLinesPublisher, NatsPublisher};
 use outbox_sqlx::{OutboxConnection, OutboxDatabase, Publisher};
 use sqlx::{Database, Executor, IntoArguments, Pool};

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use example_axum_sqlx::{SQLITE, post_json, start};
+use example_axum_sqlx::{SQLITE, start};
+use example_support::post_json;
 use outbox_sqlx::memory::CollectingPublisher;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
