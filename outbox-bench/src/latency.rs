@@ -24,20 +24,20 @@ use crate::backend::Backend;
 use crate::fixtures::Table;
 
 /// Records when each message was acknowledged.
-struct Timed<P> {
+pub(crate) struct Timed<P> {
     inner: P,
     acked: Mutex<HashMap<Uuid, SystemTime>>,
 }
 
 impl<P> Timed<P> {
-    fn new(inner: P) -> Arc<Self> {
+    pub(crate) fn new(inner: P) -> Arc<Self> {
         Arc::new(Self {
             inner,
             acked: Mutex::new(HashMap::new()),
         })
     }
 
-    fn acked(&self) -> HashMap<Uuid, SystemTime> {
+    pub(crate) fn acked(&self) -> HashMap<Uuid, SystemTime> {
         self.acked.lock().unwrap().clone()
     }
 }
@@ -62,7 +62,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// p50 and p99 of commit → acknowledgement, in milliseconds.
-fn percentiles(
+pub(crate) fn percentiles(
     committed: &HashMap<Uuid, SystemTime>,
     acked: &HashMap<Uuid, SystemTime>,
 ) -> Result<(f64, f64), BoxError> {

@@ -18,6 +18,7 @@ mod crash;
 mod drain;
 mod enqueue;
 mod fixtures;
+mod http;
 mod keepup;
 mod latency;
 mod notify;
@@ -57,6 +58,8 @@ struct Plan {
     peer_rows: usize,
     peer_batches: &'static [usize],
     crash_rounds: usize,
+    /// Seconds per measurement of the web layers' overhead.
+    http_seconds: f64,
 }
 
 const FULL: Plan = Plan {
@@ -72,6 +75,7 @@ const FULL: Plan = Plan {
     peer_rows: 50_000,
     peer_batches: &[500, 1_000, 5_000],
     crash_rounds: 20,
+    http_seconds: 3.0,
 };
 
 const QUICK: Plan = Plan {
@@ -87,6 +91,7 @@ const QUICK: Plan = Plan {
     peer_rows: 10_000,
     peer_batches: &[1_000],
     crash_rounds: 5,
+    http_seconds: 1.0,
 };
 
 /// Sends SIGINT to `child`, the way an orchestrator stops a relay.
@@ -400,6 +405,16 @@ async fn postgres(
         Some("suite") => suite(pool, url, nats, plan(args)).await,
         Some("drain") => drain_command(args, pool, nats).await,
         Some("adapters") => adapters_command(args, pool, url).await,
+        Some("http") => {
+            let seconds = flag(args, "--seconds", 3)? as f64;
+            for framework in [http::Framework::Axum, http::Framework::Actix] {
+                let (ratio, rate) = http::overhead(pool, framework, 3, seconds).await?;
+                println!("{framework:?}: layer / by hand {ratio:.3} ({rate:.0} requests/s layered)");
+            }
+            let (p50, p99) = http::e2e(pool, nats, 1_000, flag(args, "--e2e-seconds", 10)? as u64).await?;
+            println!("axum: response -> JetStream ack p50 {p50:.2} ms, p99 {p99:.2} ms");
+            Ok(())
+        }
         Some("profile") => {
             let table = Table::create(pool, "profile").await?;
             table
@@ -442,7 +457,7 @@ async fn postgres(
             Ok(())
         }
         _ => Err(
-            "usage: outbox-bench suite [--quick] [--db postgres|mysql|sqlite] | drain | adapters | profile \
+            "usage: outbox-bench suite [--quick] [--db postgres|mysql|sqlite] | drain | adapters | http | profile \
              | latency | keepup | notify"
                 .into(),
         ),
@@ -456,6 +471,21 @@ async fn suite(pool: &Pool<Postgres>, url: &str, nats: &str, plan: &Plan) -> Res
     let mut summary = Summary::default();
     let progress = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
     let e2e_p99 = common_suite(pool, url, nats, plan, &mut summary, &progress).await?;
+
+    progress("web layers: an order POST through the layer / the same handler by hand");
+    for (framework, key) in [
+        (http::Framework::Axum, "http_overhead_ratio_axum"),
+        (http::Framework::Actix, "http_overhead_ratio_actix"),
+    ] {
+        let (ratio, rate) =
+            http::overhead(pool, framework, plan.rounds.max(2), plan.http_seconds).await?;
+        summary.ratio(key, ratio, ">= 0.95");
+        summary.value(&format!("{key}_layered_requests_per_s"), rate);
+    }
+    progress("web layers: response -> JetStream ack through the axum layer, 1,000 requests/s");
+    let (p50, p99) = http::e2e(pool, nats, 1_000, plan.latency_seconds).await?;
+    summary.ratio("http_e2e_p99_ms", p99, "< 5");
+    summary.value("http_e2e_p50_ms", p50);
 
     progress("end-to-end latency, relay in a separate process woken by LISTEN/NOTIFY");
     let (p50, p99) =
