@@ -245,7 +245,8 @@ async fn post(stream: &mut TcpStream, buf: &mut Vec<u8>, id: i64) -> Result<Stri
     };
     let head = std::str::from_utf8(&buf[..head_end])?.to_ascii_lowercase();
     if !head.starts_with("http/1.1 200") {
-        return Err(format!("the server answered {:?}", head.lines().next()).into());
+        let body = String::from_utf8_lossy(&buf[head_end..]);
+        return Err(format!("the server answered {:?}: {body}", head.lines().next()).into());
     }
     let length: usize = head
         .lines()
@@ -347,7 +348,8 @@ pub(crate) async fn overhead(
     let measure = async |layered: bool, next: &mut i64| -> Result<f64, BoxError> {
         let (addr, server) = Server::start(framework, shared.clone(), layered).await?;
         let rate = load(addr, 16, seconds, *next).await?;
-        *next += 1_000_000_000;
+        // Room for 100 connections of 100,000,000 requests each.
+        *next += 10_000_000_000;
         server.stop().await;
         Ok(rate)
     };
