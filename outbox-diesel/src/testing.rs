@@ -443,8 +443,7 @@ where
 
 #[cfg(feature = "async")]
 pub use self::async_backend::{
-    AsyncDieselBackend, AsyncDieselTx,
-    a_committed_async_closure_keeps_the_business_row_and_its_message,
+    AsyncDieselBackend, a_committed_async_closure_keeps_the_business_row_and_its_message,
     a_panic_inside_the_async_closure_leaves_neither,
     an_error_returned_from_the_async_closure_leaves_neither,
     async_enqueue_outside_a_transaction_commits_at_once, async_pool, async_pool_with,
@@ -477,21 +476,21 @@ macro_rules! async_transaction_suite {
 
 #[cfg(feature = "async")]
 mod async_backend {
-    use deadpool::managed::{Manager, Object};
+    use deadpool::managed::Manager;
     use diesel_async::AsyncConnection;
-    use diesel_async::TransactionManager;
     use diesel_async::pooled_connection::deadpool::Pool;
     use diesel_async::pooled_connection::{
         AsyncDieselConnectionManager, PoolError, PoolableConnection,
     };
-    use outbox_core::sql::{Cell, CellType, Column, DbError, Query, Statements};
+    use outbox_core::sql::{Cell, CellType, Column, DbError, Query, Statements, TransactionPool};
     use outbox_core::testing::{Backend, SqlBackend, Visibility, fresh_table};
     use outbox_core::{Error, Message, Result};
 
     use crate::Outbox;
-    use crate::asynchronous::{AsyncDieselStore, AsyncOutboxConnection};
+    use crate::asynchronous::{
+        AsyncDieselPool, AsyncDieselStore, AsyncDieselTransaction, AsyncOutboxConnection,
+    };
     use crate::backend::OutboxBackend;
-    use crate::error::db_error;
 
     /// A backend for the core's suites: a deadpool pool of diesel-async connections `C` and a
     /// fresh outbox table.
@@ -551,38 +550,6 @@ mod async_backend {
         }
     }
 
-    /// An open transaction on a pooled connection. Dropped uncommitted, its connection leaves
-    /// the pool and closes, which rolls the transaction back.
-    pub struct AsyncDieselTx<C>
-    where
-        C: PoolableConnection + 'static,
-        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
-    {
-        conn: Option<Object<AsyncDieselConnectionManager<C>>>,
-    }
-
-    impl<C> AsyncDieselTx<C>
-    where
-        C: PoolableConnection + 'static,
-        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
-    {
-        fn conn(&mut self) -> &mut C {
-            self.conn.as_mut().expect("the transaction is open")
-        }
-    }
-
-    impl<C> Drop for AsyncDieselTx<C>
-    where
-        C: PoolableConnection + 'static,
-        AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
-    {
-        fn drop(&mut self) {
-            if let Some(conn) = self.conn.take() {
-                drop(Object::take(conn));
-            }
-        }
-    }
-
     fn pool_error(err: impl std::error::Error + Send + Sync + 'static) -> Error {
         Error::from(DbError::connection(err))
     }
@@ -633,7 +600,9 @@ mod async_backend {
         AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
     {
         type Store = AsyncDieselStore<C>;
-        type Tx = AsyncDieselTx<C>;
+        /// The adapter's own request transaction: dropped uncommitted, its connection leaves
+        /// the pool and closes, which rolls the transaction back.
+        type Tx = AsyncDieselTransaction<C>;
 
         fn name(&self) -> String {
             format!("{} {}", self.name, self.outbox.table())
@@ -643,30 +612,24 @@ mod async_backend {
             self.outbox.async_store(self.pool.clone())
         }
 
-        async fn begin(&self) -> Result<AsyncDieselTx<C>> {
-            let mut conn = self.pool.get().await.map_err(pool_error)?;
-            <C as AsyncConnection>::TransactionManager::begin_transaction(&mut *conn)
-                .await
-                .map_err(|e| Error::from(db_error(e)))?;
-            Ok(AsyncDieselTx { conn: Some(conn) })
+        async fn begin(&self) -> Result<AsyncDieselTransaction<C>> {
+            Ok(AsyncDieselPool::from(self.pool.clone()).begin().await?)
         }
 
-        async fn enqueue(&self, tx: &mut AsyncDieselTx<C>, messages: Vec<Message>) -> Result<()> {
-            self.outbox.enqueue_all_async(tx.conn(), messages).await
+        async fn enqueue(
+            &self,
+            tx: &mut AsyncDieselTransaction<C>,
+            messages: Vec<Message>,
+        ) -> Result<()> {
+            self.outbox.enqueue_all_async(&mut **tx, messages).await
         }
 
-        async fn commit(&self, mut tx: AsyncDieselTx<C>) -> Result<()> {
-            let mut conn = tx.conn.take().expect("the transaction is open");
-            <C as AsyncConnection>::TransactionManager::commit_transaction(&mut *conn)
-                .await
-                .map_err(|e| Error::from(db_error(e)))
+        async fn commit(&self, tx: AsyncDieselTransaction<C>) -> Result<()> {
+            Ok(AsyncDieselPool::<C>::commit(tx).await?)
         }
 
-        async fn rollback(&self, mut tx: AsyncDieselTx<C>) -> Result<()> {
-            let mut conn = tx.conn.take().expect("the transaction is open");
-            <C as AsyncConnection>::TransactionManager::rollback_transaction(&mut *conn)
-                .await
-                .map_err(|e| Error::from(db_error(e)))
+        async fn rollback(&self, tx: AsyncDieselTransaction<C>) -> Result<()> {
+            Ok(AsyncDieselPool::<C>::rollback(tx).await?)
         }
 
         fn visibility(&self) -> Visibility {
@@ -706,8 +669,8 @@ mod async_backend {
             Ok(C::Backend::execute_async(&mut *conn, &Query::statement(sql)).await?)
         }
 
-        async fn execute_in(&self, tx: &mut AsyncDieselTx<C>, sql: &str) -> Result<u64> {
-            Ok(C::Backend::execute_async(tx.conn(), &Query::statement(sql)).await?)
+        async fn execute_in(&self, tx: &mut AsyncDieselTransaction<C>, sql: &str) -> Result<u64> {
+            Ok(C::Backend::execute_async(&mut **tx, &Query::statement(sql)).await?)
         }
 
         async fn fetch_count(&self, sql: &str) -> Result<i64> {
