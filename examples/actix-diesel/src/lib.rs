@@ -139,17 +139,7 @@ where
 {
     /// Waits until every committed event has been published (at most `within`).
     pub async fn drained(&self, within: Duration) -> Result<(), BoxError> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let stats = self.store.stats().await?;
-            if stats.unpublished() == 0 {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!("outbox not drained after {within:?}: {stats:?}").into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        example_support::drained(&self.store, within).await
     }
 
     /// Stops the server (finishing the requests in flight) and the relay.

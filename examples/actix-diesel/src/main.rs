@@ -91,15 +91,7 @@ where
         return running.stop().await;
     }
     let running = start(pool, publisher, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    for body in [
-        r#"{"total_cents":4200}"#,
-        r#"{"total_cents":1999}"#,
-        r#"{"total_cents":999999}"#,
-        r#"{"total_cents":250}"#,
-    ] {
-        let (status, answer) = example_support::post_json(running.addr, "/orders", body).await?;
-        eprintln!("example-actix-diesel: POST /orders {body} -> {status} {answer}");
-    }
+    example_support::send_demo_orders(running.addr, "example-actix-diesel").await?;
     running.drained(Duration::from_secs(30)).await?;
     running.stop().await?;
     eprintln!(

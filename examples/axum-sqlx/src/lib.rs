@@ -13,7 +13,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use outbox_axum::OutboxLayer;
 use outbox_sqlx::{
-    Inspect, Message, OutboxConnection, OutboxDatabase, Publisher, Relay, SqlxPool, SqlxStore,
+    Message, OutboxConnection, OutboxDatabase, Publisher, Relay, SqlxPool, SqlxStore,
 };
 use sqlx::{Database, Executor, IntoArguments, Pool};
 use tokio_util::sync::CancellationToken;
@@ -121,17 +121,7 @@ pub struct Running<DB: OutboxDatabase> {
 impl<DB: OutboxDatabase> Running<DB> {
     /// Waits until every committed event has been published (at most `within`).
     pub async fn drained(&self, within: Duration) -> Result<(), BoxError> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let stats = self.store.stats().await?;
-            if stats.unpublished() == 0 {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!("outbox not drained after {within:?}: {stats:?}").into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        example_support::drained(&self.store, within).await
     }
 
     /// Stops the server and the relay, and waits for both.

@@ -25,7 +25,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use example_axum_sqlx::{BoxError, MYSQL, OrdersSql, POSTGRES, SQLITE, start};
-use example_support::post_json;
 use outbox_publishers::{JsonLinesPublisher, NatsPublisher};
 use outbox_sqlx::{OutboxConnection, OutboxDatabase, Publisher};
 use sqlx::{Database, Executor, IntoArguments, Pool};
@@ -120,15 +119,7 @@ where
         return running.until_ctrl_c().await;
     }
     let running = start(pool, sql, publisher, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    for body in [
-        r#"{"total_cents":4200}"#,
-        r#"{"total_cents":1999}"#,
-        r#"{"total_cents":999999}"#,
-        r#"{"total_cents":250}"#,
-    ] {
-        let (status, answer) = post_json(running.addr, "/orders", body).await?;
-        eprintln!("example-axum-sqlx: POST /orders {body} -> {status} {answer}");
-    }
+    example_support::send_demo_orders(running.addr, "example-axum-sqlx").await?;
     running.drained(Duration::from_secs(30)).await?;
     running.stop().await?;
     eprintln!("example-axum-sqlx: outbox drained; the refused order's event was never committed");
