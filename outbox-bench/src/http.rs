@@ -332,6 +332,21 @@ async fn cleanup(pool: &PgPool, table: Table<Postgres>, orders: &str) -> Result<
     table.drop_table(pool).await
 }
 
+/// A new pool of 16 connections like `pool`'s, all opened now, on the caller's runtime.
+async fn own_pool(pool: &PgPool) -> Result<PgPool, BoxError> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(16)
+        .min_connections(16)
+        .connect_with((*pool.connect_options()).clone())
+        .await?;
+    let mut opened = Vec::with_capacity(16);
+    for _ in 0..16 {
+        opened.push(pool.acquire().await?);
+    }
+    drop(opened);
+    Ok(pool)
+}
+
 /// Requests/s through the layer / by hand, the median over `rounds` rounds of
 /// layer, hand, hand, layer (`seconds` each), with 16 connections.
 pub(crate) async fn overhead(
@@ -346,11 +361,20 @@ pub(crate) async fn overhead(
     let mut layered_rates = Vec::new();
     let mut next = 0_i64;
     let measure = async |layered: bool, next: &mut i64| -> Result<f64, BoxError> {
-        let (addr, server) = Server::start(framework, shared.clone(), layered).await?;
+        // A pool of its own, its connections opened here: a connection that an actix worker
+        // opens is bound to that worker's runtime, which ends with the server, and would be
+        // dead in a pool that outlived it.
+        let pool = own_pool(&shared.pool).await?;
+        let own = Shared {
+            pool: pool.clone(),
+            ..shared.clone()
+        };
+        let (addr, server) = Server::start(framework, own, layered).await?;
         let rate = load(addr, 16, seconds, *next).await?;
         // Room for 100 connections of 100,000,000 requests each.
         *next += 10_000_000_000;
         server.stop().await;
+        pool.close().await;
         Ok(rate)
     };
     // Warm both (connections, statement caches) before measuring.
