@@ -209,6 +209,11 @@ const EXAMPLES: &[Example] = &[
         rolled_back: "\"total_cents\":999999",
     },
     Example {
+        package: "example-axum-seaorm",
+        events: &[("order.created", 3)],
+        rolled_back: "\"total_cents\":999999",
+    },
+    Example {
         package: "example-actix-diesel",
         events: &[("order.created", 3)],
         rolled_back: "\"total_cents\":999999",

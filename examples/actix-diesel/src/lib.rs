@@ -122,8 +122,7 @@ where
     C: OrdersConnection,
     AsyncDieselConnectionManager<C>: deadpool::managed::Manager<Type = C, Error = PoolError>,
 {
-    /// Where it listens.
-    pub addr: SocketAddr,
+    addr: SocketAddr,
     store: AsyncDieselStore<C>,
     server: actix_web::dev::ServerHandle,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -131,19 +130,22 @@ where
     relay: tokio::task::JoinHandle<outbox_diesel::Result<()>>,
 }
 
-impl<C> Running<C>
+impl<C> example_support::Service for Running<C>
 where
     C: OrdersConnection,
     AsyncDieselConnectionManager<C>: deadpool::managed::Manager<Type = C, Error = PoolError>,
     AsyncDieselStore<C>: Store + Inspect,
 {
-    /// Waits until every committed event has been published (at most `within`).
-    pub async fn drained(&self, within: Duration) -> Result<(), BoxError> {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn drained(&self, within: Duration) -> Result<(), BoxError> {
         example_support::drained(&self.store, within).await
     }
 
     /// Stops the server (finishing the requests in flight) and the relay.
-    pub async fn stop(self) -> Result<(), BoxError> {
+    async fn stop(self) -> Result<(), BoxError> {
         self.server.stop(true).await;
         self.serving.await??;
         let _ = self.stop_relay.send(());

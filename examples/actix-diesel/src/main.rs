@@ -23,79 +23,55 @@
 //! event on stdout (create a stream for the subjects first:
 //! `nats stream add ORDERS --subjects 'order.>' --defaults`).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError};
 use diesel_async::{AsyncMysqlConnection, AsyncPgConnection};
 use example_actix_diesel::{BoxError, OrdersConnection, start};
+use example_support::ExampleDatabase;
 use outbox_diesel::asynchronous::{AsyncDieselStore, SqliteConnection, sqlite_manager};
 use outbox_diesel::{Inspect, Publisher, Store};
 use outbox_publishers::{JsonLinesPublisher, NatsPublisher};
 
+const NAME: &str = "example-actix-diesel";
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let serve = std::env::args().nth(1).as_deref() == Some("serve");
+    let database = ExampleDatabase::from_env(NAME)?;
     match std::env::var("NATS_URL") {
-        Ok(nats) => dispatch(NatsPublisher::connect(&nats).await?, serve).await,
-        Err(_) => dispatch(JsonLinesPublisher::stdout(), serve).await,
+        Ok(nats) => dispatch(&database, NatsPublisher::connect(&nats).await?).await,
+        Err(_) => dispatch(&database, JsonLinesPublisher::stdout()).await,
     }
 }
 
-/// Runs the service on the database `DATABASE_URL` names, or on a SQLite file.
-async fn dispatch<P: Publisher>(publisher: P, serve: bool) -> Result<(), BoxError> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
-            run(Pool::builder(manager).build()?, publisher, serve).await
-        }
-        Ok(url) if url.starts_with("mysql://") => {
-            let manager = AsyncDieselConnectionManager::<AsyncMysqlConnection>::new(url);
-            run(Pool::builder(manager).build()?, publisher, serve).await
-        }
-        Ok(url) => Err(format!(
-            "DATABASE_URL must start with postgres:// or mysql://, got {url:?} (unset it for SQLite)"
+/// Runs the service on the database `DATABASE_URL` names, or on a SQLite file: diesel's
+/// connection type is chosen at run time.
+async fn dispatch<P: Publisher>(database: &ExampleDatabase, publisher: P) -> Result<(), BoxError> {
+    let url = database.url.clone();
+    if let Some(file) = &database.sqlite_file {
+        let manager = sqlite_manager(file.display().to_string(), Duration::from_secs(5));
+        run::<SqliteConnection, P>(Pool::builder(manager).build()?, publisher).await
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        run(Pool::builder(manager).build()?, publisher).await
+    } else if url.starts_with("mysql://") {
+        let manager = AsyncDieselConnectionManager::<AsyncMysqlConnection>::new(url);
+        run(Pool::builder(manager).build()?, publisher).await
+    } else {
+        Err(format!(
+            "DATABASE_URL must start with postgres:// or mysql://, got {url:?} (unset it for a SQLite file)"
         )
-        .into()),
-        Err(_) => {
-            let dir = std::env::temp_dir().join(format!("outbox-actix-{}", std::process::id()));
-            std::fs::create_dir_all(&dir)?;
-            let file = dir.join("orders.db").display().to_string();
-            let pool = Pool::builder(sqlite_manager(file, Duration::from_secs(5))).build()?;
-            let result = run::<SqliteConnection, P>(pool, publisher, serve).await;
-            let _ = std::fs::remove_dir_all(dir);
-            result
-        }
+        .into())
     }
 }
 
-async fn run<C, P>(pool: Pool<C>, publisher: P, serve: bool) -> Result<(), BoxError>
+async fn run<C, P>(pool: Pool<C>, publisher: P) -> Result<(), BoxError>
 where
     C: OrdersConnection,
     AsyncDieselConnectionManager<C>: deadpool::managed::Manager<Type = C, Error = PoolError>,
     AsyncDieselStore<C>: Store + Inspect,
     P: Publisher,
 {
-    if serve {
-        let port = std::env::var("PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(3000);
-        let running = start(pool, publisher, SocketAddr::from(([127, 0, 0, 1], port))).await?;
-        eprintln!(
-            "example-actix-diesel: listening on http://{} (Ctrl-C stops)",
-            running.addr
-        );
-        tokio::signal::ctrl_c().await?;
-        return running.stop().await;
-    }
-    let running = start(pool, publisher, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    example_support::send_demo_orders(running.addr, "example-actix-diesel").await?;
-    running.drained(Duration::from_secs(30)).await?;
-    running.stop().await?;
-    eprintln!(
-        "example-actix-diesel: outbox drained; the refused order's event was never committed"
-    );
-    Ok(())
+    example_support::run(NAME, |addr| start(pool, publisher, addr)).await
 }

@@ -3,52 +3,42 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
 use diesel_async::pooled_connection::deadpool::Pool;
 use example_actix_diesel::start;
-use example_support::post_json;
+use example_support::{ExampleDatabase, assert_order_service};
 use outbox_diesel::asynchronous::sqlite_manager;
 use outbox_diesel::memory::CollectingPublisher;
 
+#[derive(diesel::QueryableByName)]
+struct Total {
+    #[diesel(sql_type = BigInt)]
+    total_cents: i64,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_posted_order_is_published_and_a_refused_one_is_not() {
-    let dir = std::env::temp_dir().join(format!("example-actix-diesel-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("orders.db").display().to_string();
+    let database = ExampleDatabase::sqlite("example-actix-diesel-test").unwrap();
+    let file = database.sqlite_file.as_ref().unwrap().display().to_string();
     let pool = Pool::builder(sqlite_manager(file, Duration::from_secs(5)))
         .build()
         .unwrap();
     let publisher = CollectingPublisher::new();
     let running = start(
-        pool,
+        pool.clone(),
         publisher.clone(),
         SocketAddr::from(([127, 0, 0, 1], 0)),
     )
     .await
     .unwrap();
+    assert_order_service(running, &publisher).await;
 
-    let (status, body) = post_json(running.addr, "/orders", r#"{"total_cents":4200}"#)
+    let mut conn = pool.get().await.unwrap();
+    let totals: Vec<Total> = diesel::sql_query("SELECT total_cents FROM actix_orders")
+        .load(&mut *conn)
         .await
         .unwrap();
-    assert_eq!(status, 201, "{body}");
-    assert!(body.contains(r#""total_cents":4200"#), "{body}");
-    let (status, _) = post_json(running.addr, "/orders", r#"{"total_cents":999999}"#)
-        .await
-        .unwrap();
-    assert_eq!(status, 422);
-    let (status, _) = post_json(running.addr, "/orders", "not json")
-        .await
-        .unwrap();
-    assert_eq!(
-        status, 400,
-        "a body that is no order is refused before the handler"
-    );
-
-    running.drained(Duration::from_secs(10)).await.unwrap();
-    let published = publisher.published();
-    assert_eq!(published.len(), 1, "only the committed order's event");
-    assert_eq!(published[0].event_type, "order.created");
-    let payload = String::from_utf8(published[0].payload.to_vec()).unwrap();
-    assert!(payload.contains(r#""total_cents":4200"#), "{payload}");
-    running.stop().await.unwrap();
-    let _ = std::fs::remove_dir_all(dir);
+    let totals: Vec<i64> = totals.into_iter().map(|t| t.total_cents).collect();
+    assert_eq!(totals, [4200], "the refused order's row rolled back");
 }

@@ -110,32 +110,27 @@ where
 
 /// The service, running: its address, and what stops it.
 pub struct Running<DB: OutboxDatabase> {
-    /// Where it listens.
-    pub addr: SocketAddr,
+    addr: SocketAddr,
     store: SqlxStore<DB>,
     shutdown: CancellationToken,
     relay: tokio::task::JoinHandle<outbox_sqlx::Result<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-impl<DB: OutboxDatabase> Running<DB> {
-    /// Waits until every committed event has been published (at most `within`).
-    pub async fn drained(&self, within: Duration) -> Result<(), BoxError> {
+impl<DB: OutboxDatabase> example_support::Service for Running<DB> {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn drained(&self, within: Duration) -> Result<(), BoxError> {
         example_support::drained(&self.store, within).await
     }
 
-    /// Stops the server and the relay, and waits for both.
-    pub async fn stop(self) -> Result<(), BoxError> {
+    async fn stop(self) -> Result<(), BoxError> {
         self.shutdown.cancel();
         self.server.await??;
         self.relay.await??;
         Ok(())
-    }
-
-    /// Runs until Ctrl-C, then stops.
-    pub async fn until_ctrl_c(self) -> Result<(), BoxError> {
-        tokio::signal::ctrl_c().await?;
-        self.stop().await
     }
 }
 

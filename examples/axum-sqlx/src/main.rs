@@ -21,76 +21,41 @@
 //! of printing one JSON line per event on stdout (create a stream for the subjects first:
 //! `nats stream add ORDERS --subjects 'order.>' --defaults`).
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use example_axum_sqlx::{BoxError, MYSQL, OrdersSql, POSTGRES, SQLITE, start};
+use example_support::ExampleDatabase;
 use outbox_publishers::{JsonLinesPublisher, NatsPublisher};
 use outbox_sqlx::{OutboxConnection, OutboxDatabase, Publisher};
 use sqlx::{Database, Executor, IntoArguments, Pool};
 
+const NAME: &str = "example-axum-sqlx";
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let serve = std::env::args().nth(1).as_deref() == Some("serve");
-    let mut scratch = None;
-    let url = match std::env::var("DATABASE_URL") {
-        Ok(url) => url,
-        Err(_) => {
-            let dir = std::env::temp_dir().join(format!("outbox-axum-{}", std::process::id()));
-            std::fs::create_dir_all(&dir)?;
-            let url = format!("sqlite://{}?mode=rwc", dir.join("orders.db").display());
-            scratch = Some(dir);
-            url
-        }
-    };
-    let result = match std::env::var("NATS_URL") {
-        Ok(nats) => dispatch(&url, NatsPublisher::connect(&nats).await?, serve).await,
-        Err(_) => dispatch(&url, JsonLinesPublisher::stdout(), serve).await,
-    };
-    if let Some(dir) = scratch {
-        let _ = std::fs::remove_dir_all(dir);
+    let database = ExampleDatabase::from_env(NAME)?;
+    match std::env::var("NATS_URL") {
+        Ok(nats) => dispatch(&database.url, NatsPublisher::connect(&nats).await?).await,
+        Err(_) => dispatch(&database.url, JsonLinesPublisher::stdout()).await,
     }
-    result
 }
 
-/// Runs the service on the database `url` names.
-async fn dispatch<P: Publisher>(url: &str, publisher: P, serve: bool) -> Result<(), BoxError> {
+/// Runs the service on the database `url` names: sqlx's pool type is chosen at run time.
+async fn dispatch<P: Publisher>(url: &str, publisher: P) -> Result<(), BoxError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        run(
-            sqlx::PgPool::connect(url).await?,
-            POSTGRES,
-            publisher,
-            serve,
-        )
-        .await
+        run(sqlx::PgPool::connect(url).await?, POSTGRES, publisher).await
     } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
         let url = url.replacen("mariadb://", "mysql://", 1);
-        run(
-            sqlx::MySqlPool::connect(&url).await?,
-            MYSQL,
-            publisher,
-            serve,
-        )
-        .await
+        run(sqlx::MySqlPool::connect(&url).await?, MYSQL, publisher).await
     } else if url.starts_with("sqlite:") {
-        run(
-            sqlx::SqlitePool::connect(url).await?,
-            SQLITE,
-            publisher,
-            serve,
-        )
-        .await
+        run(sqlx::SqlitePool::connect(url).await?, SQLITE, publisher).await
     } else {
-        Err("DATABASE_URL must start with postgres://, mysql:// or sqlite:".into())
+        Err(format!(
+            "DATABASE_URL must start with postgres://, mysql:// or sqlite:, got {url:?} (unset it for a SQLite file)"
+        )
+        .into())
     }
 }
 
-async fn run<DB, P>(
-    pool: Pool<DB>,
-    sql: OrdersSql,
-    publisher: P,
-    serve: bool,
-) -> Result<(), BoxError>
+async fn run<DB, P>(pool: Pool<DB>, sql: OrdersSql, publisher: P) -> Result<(), BoxError>
 where
     DB: OutboxDatabase,
     DB::Connection: OutboxConnection<Database = DB>,
@@ -100,28 +65,5 @@ where
     i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     P: Publisher,
 {
-    if serve {
-        let port = std::env::var("PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(3000);
-        let running = start(
-            pool,
-            sql,
-            publisher,
-            SocketAddr::from(([127, 0, 0, 1], port)),
-        )
-        .await?;
-        eprintln!(
-            "example-axum-sqlx: listening on http://{} (Ctrl-C stops)",
-            running.addr
-        );
-        return running.until_ctrl_c().await;
-    }
-    let running = start(pool, sql, publisher, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    example_support::send_demo_orders(running.addr, "example-axum-sqlx").await?;
-    running.drained(Duration::from_secs(30)).await?;
-    running.stop().await?;
-    eprintln!("example-axum-sqlx: outbox drained; the refused order's event was never committed");
-    Ok(())
+    example_support::run(NAME, |addr| start(pool, sql, publisher, addr)).await
 }

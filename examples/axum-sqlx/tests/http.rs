@@ -1,52 +1,29 @@
 //! Starts the order service on a SQLite file, POSTs to it over HTTP, and sees the event.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use example_axum_sqlx::{SQLITE, start};
-use example_support::post_json;
+use example_support::{ExampleDatabase, assert_order_service};
 use outbox_sqlx::memory::CollectingPublisher;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_posted_order_is_published_and_a_refused_one_is_not() {
-    let dir = std::env::temp_dir().join(format!("example-axum-sqlx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("orders.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let database = ExampleDatabase::sqlite("example-axum-sqlx-test").unwrap();
+    let pool = sqlx::SqlitePool::connect(&database.url).await.unwrap();
     let publisher = CollectingPublisher::new();
     let running = start(
-        pool,
+        pool.clone(),
         SQLITE,
         publisher.clone(),
         SocketAddr::from(([127, 0, 0, 1], 0)),
     )
     .await
     .unwrap();
+    assert_order_service(running, &publisher).await;
 
-    let (status, body) = post_json(running.addr, "/orders", r#"{"total_cents":4200}"#)
+    let totals: Vec<i64> = sqlx::query_scalar("SELECT total_cents FROM axum_orders")
+        .fetch_all(&pool)
         .await
         .unwrap();
-    assert_eq!(status, 201, "{body}");
-    assert!(body.contains(r#""total_cents":4200"#), "{body}");
-    let (status, _) = post_json(running.addr, "/orders", r#"{"total_cents":999999}"#)
-        .await
-        .unwrap();
-    assert_eq!(status, 422);
-    let (status, _) = post_json(running.addr, "/orders", "not json")
-        .await
-        .unwrap();
-    assert_eq!(
-        status, 400,
-        "a body that is no order is refused before the handler"
-    );
-
-    running.drained(Duration::from_secs(10)).await.unwrap();
-    let published = publisher.published();
-    assert_eq!(published.len(), 1, "only the committed order's event");
-    let event = &published[0];
-    assert_eq!(event.event_type, "order.created");
-    let payload = String::from_utf8(event.payload.to_vec()).unwrap();
-    assert!(payload.contains(r#""total_cents":4200"#), "{payload}");
-    running.stop().await.unwrap();
-    let _ = std::fs::remove_dir_all(dir);
+    assert_eq!(totals, [4200], "the refused order's row rolled back");
 }
