@@ -128,7 +128,10 @@ pub struct ExampleDatabase {
 impl ExampleDatabase {
     /// `DATABASE_URL`, or a new SQLite file for `example`.
     pub fn from_env(example: &str) -> std::io::Result<Self> {
-        if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()) {
+        if let Some(url) = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+        {
             return Ok(Self {
                 url,
                 sqlite_file: None,
