@@ -144,12 +144,14 @@ where
         example_support::drained(&self.store, within).await
     }
 
-    /// Stops the server (finishing the requests in flight) and the relay.
+    /// Stops the relay, then the server (finishing the requests in flight). The relay goes
+    /// first: it shares the pool, and connections the workers opened die with the workers'
+    /// runtimes. Events committed after it stopped wait in the outbox for the next start.
     async fn stop(self) -> Result<(), BoxError> {
-        self.server.stop(true).await;
-        self.serving.await??;
         let _ = self.stop_relay.send(());
         self.relay.await??;
+        self.server.stop(true).await;
+        self.serving.await??;
         Ok(())
     }
 }
