@@ -10,6 +10,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use outbox_axum::OutboxLayer;
 use outbox_seaorm::{Message, OutboxMigration, Publisher, Relay, SeaOrmPool, SeaOrmStore};
+use sea_orm::sea_query::IntoIden;
 use sea_orm::{ActiveModelTrait, DatabaseConnection, NotSet, Set};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tokio_util::sync::CancellationToken;
@@ -45,12 +46,18 @@ pub mod order {
 }
 
 /// The application's migrations: its orders table (derived from the entity), then the
-/// outbox's table. `Migrator::up(&db, None)` runs both, once each.
+/// outbox's table. `Migrator::up(&db, None)` runs both, once each. They are recorded in a
+/// table of this service's own, so that it can share a database with another sea-orm
+/// service (the `example-seaorm` program) without either finding the other's migrations.
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![Box::new(CreateOrders), Box::new(OutboxMigration::default())]
+    }
+
+    fn migration_table_name() -> sea_orm::DynIden {
+        sea_orm::sea_query::Alias::new("axum_seaorm_migrations").into_iden()
     }
 }
 
