@@ -30,6 +30,18 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// An inbox consumer name is empty, too long, or not plain text.
+    #[error(
+        "invalid inbox consumer {consumer:?}: {reason}; a consumer names the service or handler \
+         that processes the messages (such as \"billing\"), in 1 to 200 bytes"
+    )]
+    InvalidConsumer {
+        /// The rejected name, truncated to 64 characters.
+        consumer: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
     /// An event type is empty, too long, or contains characters that brokers cannot route on.
     #[error(
         "invalid event type {event_type:?}: {reason}; event types are 1 to 255 characters of \

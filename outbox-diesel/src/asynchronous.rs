@@ -26,9 +26,10 @@ use diesel_async::pooled_connection::{
 };
 use diesel_async::{AsyncConnection, TransactionManager};
 use outbox_core::sql::{
-    DbError, Dialect, Executor, Operation, Query, Rows, SqlPool, SqlStore, TransactionPool,
+    DbError, Dialect, Executor, Operation, Processed, Query, Rows, SqlPool, SqlStore,
+    TransactionPool,
 };
-use outbox_core::{Error, Message, Result};
+use outbox_core::{Error, Message, Result, Uuid};
 
 use crate::Outbox;
 use crate::backend::OutboxBackend;
@@ -106,6 +107,33 @@ impl<DB: OutboxBackend> Outbox<DB> {
             .await
     }
 
+    /// [`Outbox::process_once`] on a diesel-async connection: call it inside
+    /// `conn.transaction(async |conn| ...)` with the closure's `conn`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Outbox::process_once`].
+    pub async fn process_once_async<C, T, E>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        message_id: Uuid,
+        handler: impl AsyncFnOnce(&mut C) -> Result<T, E>,
+    ) -> Result<Processed<T>, E>
+    where
+        C: AsyncOutboxConnection<Backend = DB>,
+        E: From<Error>,
+    {
+        let fresh = self
+            .outbox_table()
+            .record_processed(&mut AsyncDieselExecutor(conn), consumer, message_id)
+            .await?;
+        if !fresh {
+            return Ok(Processed::AlreadyProcessed);
+        }
+        handler(conn).await.map(Processed::New)
+    }
+
     /// A relay store reading this outbox through a deadpool pool of diesel-async connections.
     pub fn async_store<C>(&self, pool: Pool<C>) -> AsyncDieselStore<C>
     where
@@ -142,6 +170,46 @@ where
 {
     Outbox::<C::Backend>::new()
         .enqueue_all_async(conn, messages)
+        .await
+}
+
+/// Runs `handler` unless `consumer` already processed message `message_id`, recording it in
+/// the default inbox table `outbox_inbox` in the connection's transaction.
+///
+/// ```no_run
+/// # async fn demo(conn: &mut diesel_async::AsyncPgConnection, message_id: outbox_diesel::Uuid) -> Result<(), outbox_diesel::BoxError> {
+/// use diesel_async::{AsyncConnection, RunQueryDsl};
+///
+/// let outcome = conn
+///     .transaction(async |conn| {
+///         outbox_diesel::asynchronous::process_once(conn, "billing", message_id, async |conn| {
+///             diesel::sql_query("UPDATE accounts SET balance = balance - 100 WHERE id = 7")
+///                 .execute(conn)
+///                 .await?;
+///             Ok::<_, outbox_diesel::BoxError>(())
+///         })
+///         .await
+///     })
+///     .await?;
+/// println!("{message_id}: {outcome}");
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// See [`Outbox::process_once`].
+pub async fn process_once<C, T, E>(
+    conn: &mut C,
+    consumer: &str,
+    message_id: Uuid,
+    handler: impl AsyncFnOnce(&mut C) -> Result<T, E>,
+) -> Result<Processed<T>, E>
+where
+    C: AsyncOutboxConnection,
+    E: From<Error>,
+{
+    Outbox::<C::Backend>::new()
+        .process_once_async(conn, consumer, message_id, handler)
         .await
 }
 

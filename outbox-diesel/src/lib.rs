@@ -73,6 +73,25 @@ where
     Outbox::<C::Backend>::new().enqueue_all(conn, messages)
 }
 
+/// Runs `handler` unless `consumer` already processed message `message_id`, recording it in
+/// the default inbox table `outbox_inbox` in the connection's transaction.
+///
+/// # Errors
+///
+/// See [`Outbox::process_once`].
+pub fn process_once<C, T, E>(
+    conn: &mut C,
+    consumer: &str,
+    message_id: Uuid,
+    handler: impl FnOnce(&mut C) -> Result<T, E>,
+) -> Result<sql::Processed<T>, E>
+where
+    C: OutboxConnection,
+    E: From<Error>,
+{
+    Outbox::<C::Backend>::new().process_once(conn, consumer, message_id, handler)
+}
+
 /// Creates the default `outbox` table and its indexes if they do not exist.
 ///
 /// # Errors

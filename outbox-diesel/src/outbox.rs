@@ -1,7 +1,7 @@
 //! `Outbox`: one outbox table on one database, and the enqueue path on diesel connections.
 
-use outbox_core::sql::block_on_ready;
-use outbox_core::{Message, Result};
+use outbox_core::sql::{Processed, block_on_ready};
+use outbox_core::{Message, Result, Uuid};
 
 use crate::backend::{DieselExecutor, OutboxBackend, OutboxConnection};
 
@@ -86,6 +86,65 @@ impl<DB: OutboxBackend> Outbox<DB> {
         C: OutboxConnection<Backend = DB>,
     {
         block_on_ready(self.outbox_table().migrate(&mut DieselExecutor(conn)))
+    }
+
+    /// Runs `handler` on `conn` unless `consumer` already processed message `message_id`,
+    /// recording it in this outbox's inbox table (`<table>_inbox`) on the same connection. Call
+    /// it inside `conn.transaction(|conn| ...)`: the record and the handler's effect then
+    /// commit together, or roll back together, so a redelivered message is processed once.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "postgres")]
+    /// # fn demo(conn: &mut diesel::PgConnection, message_id: outbox_diesel::Uuid) -> Result<(), outbox_diesel::BoxError> {
+    /// use diesel::{Connection, RunQueryDsl};
+    ///
+    /// let outcome = conn.transaction(|conn| {
+    ///     outbox_diesel::process_once(conn, "billing", message_id, |conn| {
+    ///         diesel::sql_query("UPDATE accounts SET balance = balance - 100 WHERE id = 7")
+    ///             .execute(conn)?;
+    ///         Ok::<_, outbox_diesel::BoxError>(())
+    ///     })
+    /// })?;
+    /// if outcome.is_duplicate() {
+    ///     println!("{message_id}: already processed");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// A concurrent delivery of the same id waits for the first one's transaction: when that
+    /// commits, this one finds the record and skips the handler; when it rolls back, this one
+    /// runs the handler. Remove old records with
+    /// [`SqlStore::purge_inbox`](crate::sql::SqlStore::purge_inbox).
+    ///
+    /// # Errors
+    ///
+    /// The handler's error, or the outbox's converted into it:
+    /// [`InvalidConsumer`](crate::Error::InvalidConsumer) before anything is written,
+    /// [`MissingTable`](crate::Error::MissingTable) when the migration has not run,
+    /// [`Database`](crate::Error::Database) for anything else (on MySQL and MariaDB, two
+    /// deliveries of one id can deadlock: roll back and let the message come again). Return it
+    /// from the transaction closure so that the transaction rolls back.
+    pub fn process_once<C, T, E>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        message_id: Uuid,
+        handler: impl FnOnce(&mut C) -> Result<T, E>,
+    ) -> Result<Processed<T>, E>
+    where
+        C: OutboxConnection<Backend = DB>,
+        E: From<outbox_core::Error>,
+    {
+        let fresh = block_on_ready(self.outbox_table().record_processed(
+            &mut DieselExecutor(conn),
+            consumer,
+            message_id,
+        ))?;
+        if !fresh {
+            return Ok(Processed::AlreadyProcessed);
+        }
+        handler(conn).map(Processed::New)
     }
 
     /// A relay store reading this outbox through `pool`.

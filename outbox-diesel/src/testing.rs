@@ -235,6 +235,28 @@ where
     fn store_keeping_published(&self) -> DieselStore<C> {
         self.store().keep_published(true)
     }
+
+    async fn process_once(
+        &self,
+        tx: &mut DieselTx<C>,
+        consumer: &str,
+        id: outbox_core::Uuid,
+        effect: &str,
+        hold: std::time::Duration,
+    ) -> Result<outbox_core::sql::Processed<()>> {
+        blocking(|| {
+            self.outbox
+                .process_once(&mut *tx.conn, consumer, id, |conn| {
+                    C::Backend::execute(conn, &Query::statement(effect))?;
+                    std::thread::sleep(hold);
+                    Ok(())
+                })
+        })
+    }
+
+    async fn purge_inbox(&self, older_than: std::time::Duration) -> Result<u64> {
+        self.store().purge_inbox(older_than).await
+    }
 }
 
 /// Expands to one test per case of diesel's own transactions (`conn.transaction(..)` committing,
@@ -686,6 +708,27 @@ mod async_backend {
 
         fn store_keeping_published(&self) -> AsyncDieselStore<C> {
             self.store().keep_published(true)
+        }
+
+        async fn process_once(
+            &self,
+            tx: &mut AsyncDieselTransaction<C>,
+            consumer: &str,
+            id: outbox_core::Uuid,
+            effect: &str,
+            hold: std::time::Duration,
+        ) -> Result<outbox_core::sql::Processed<()>> {
+            self.outbox
+                .process_once_async(&mut **tx, consumer, id, async |conn| {
+                    C::Backend::execute_async(conn, &Query::statement(effect)).await?;
+                    tokio::time::sleep(hold).await;
+                    Ok(())
+                })
+                .await
+        }
+
+        async fn purge_inbox(&self, older_than: std::time::Duration) -> Result<u64> {
+            self.store().purge_inbox(older_than).await
         }
     }
 

@@ -55,6 +55,26 @@ where
     outbox::DEFAULT.enqueue_all(conn, messages).await
 }
 
+/// Runs `handler` on `txn` unless `consumer` already processed message `message_id`,
+/// recording it in the default inbox table `outbox_inbox` in the same transaction.
+///
+/// # Errors
+///
+/// See [`Outbox::process_once`].
+pub async fn process_once<T, E>(
+    txn: &sea_orm::DatabaseTransaction,
+    consumer: &str,
+    message_id: Uuid,
+    handler: impl AsyncFnOnce(&sea_orm::DatabaseTransaction) -> Result<T, E>,
+) -> Result<sql::Processed<T>, E>
+where
+    E: From<Error>,
+{
+    outbox::DEFAULT
+        .process_once(txn, consumer, message_id, handler)
+        .await
+}
+
 /// Creates the default `outbox` table and its indexes if they do not exist.
 ///
 /// # Errors

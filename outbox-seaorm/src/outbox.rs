@@ -2,9 +2,9 @@
 
 use std::sync::{Arc, LazyLock};
 
-use outbox_core::sql::{Dialect, OutboxTable, Statements, TableName};
-use outbox_core::{Message, Result};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
+use outbox_core::sql::{Dialect, OutboxTable, Processed, Statements, TableName};
+use outbox_core::{Message, Result, Uuid};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend};
 
 use crate::executor::{SeaExecutor, dialect};
 use crate::store::SeaOrmStore;
@@ -164,6 +164,61 @@ impl Outbox {
         self.outbox_table(conn.get_database_backend())?
             .enqueue(&mut SeaExecutor(conn), messages)
             .await
+    }
+
+    /// Runs `handler` on `txn` unless `consumer` already processed message `message_id`,
+    /// recording it in this outbox's inbox table (`<table>_inbox`) in the same transaction: the
+    /// record and the handler's effect commit together, or roll back together, so a
+    /// redelivered message is processed once.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: sea_orm::DatabaseConnection, message_id: outbox_seaorm::Uuid) -> Result<(), outbox_seaorm::BoxError> {
+    /// use sea_orm::{ConnectionTrait, TransactionTrait};
+    ///
+    /// let txn = db.begin().await?;
+    /// let outcome = outbox_seaorm::process_once(&txn, "billing", message_id, async |txn| {
+    ///     txn.execute_unprepared("UPDATE accounts SET balance = balance - 100 WHERE id = 7")
+    ///         .await?;
+    ///     Ok::<_, outbox_seaorm::BoxError>(())
+    /// })
+    /// .await?;
+    /// txn.commit().await?;
+    /// println!("{message_id}: {outcome}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// A concurrent delivery of the same id waits for the first one's transaction: when that
+    /// commits, this one finds the record and skips the handler; when it rolls back, this one
+    /// runs the handler. Remove old records with
+    /// [`SqlStore::purge_inbox`](crate::sql::SqlStore::purge_inbox).
+    ///
+    /// # Errors
+    ///
+    /// The handler's error, or the outbox's converted into it:
+    /// [`InvalidConsumer`](crate::Error::InvalidConsumer) before anything is written,
+    /// [`MissingTable`](crate::Error::MissingTable) when the migration has not run,
+    /// [`Database`](crate::Error::Database) for anything else (on MySQL and MariaDB, two
+    /// deliveries of one id can deadlock: roll back and let the message come again). Roll the
+    /// transaction back on any error.
+    pub async fn process_once<T, E>(
+        &self,
+        txn: &DatabaseTransaction,
+        consumer: &str,
+        message_id: Uuid,
+        handler: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, E>,
+    ) -> Result<Processed<T>, E>
+    where
+        E: From<outbox_core::Error>,
+    {
+        let fresh = self
+            .outbox_table(txn.get_database_backend())?
+            .record_processed(&mut SeaExecutor(txn), consumer, message_id)
+            .await?;
+        if !fresh {
+            return Ok(Processed::AlreadyProcessed);
+        }
+        handler(txn).await.map(Processed::New)
     }
 
     /// Creates the outbox table and its indexes if they do not exist; on PostgreSQL also the

@@ -121,6 +121,29 @@ impl SqlBackend for SeaOrmBackend {
     fn store_keeping_published(&self) -> SeaOrmStore {
         self.store().keep_published(true)
     }
+
+    async fn process_once(
+        &self,
+        tx: &mut DatabaseTransaction,
+        consumer: &str,
+        id: outbox_core::Uuid,
+        effect: &str,
+        hold: std::time::Duration,
+    ) -> Result<outbox_core::sql::Processed<()>> {
+        self.outbox
+            .process_once(tx, consumer, id, async |txn| {
+                txn.execute_raw(self.statement(effect))
+                    .await
+                    .map_err(error)?;
+                tokio::time::sleep(hold).await;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn purge_inbox(&self, older_than: std::time::Duration) -> Result<u64> {
+        self.store().purge_inbox(older_than).await
+    }
 }
 
 /// Expands to one `#[tokio::test]` per transaction case of this crate, each on a fresh

@@ -76,6 +76,27 @@ where
         .await
 }
 
+/// Runs `handler` unless `consumer` already processed message `message_id`, recording it in
+/// the default inbox table `outbox_inbox` in the caller's transaction.
+///
+/// # Errors
+///
+/// See [`Outbox::process_once`].
+pub async fn process_once<C, T, E>(
+    conn: &mut C,
+    consumer: &str,
+    message_id: Uuid,
+    handler: impl AsyncFnOnce(&mut C) -> Result<T, E>,
+) -> Result<sql::Processed<T>, E>
+where
+    C: OutboxConnection,
+    E: From<Error>,
+{
+    Outbox::<C::Database>::new()
+        .process_once(conn, consumer, message_id, handler)
+        .await
+}
+
 /// Creates the default `outbox` table and its indexes if they do not exist.
 ///
 /// # Errors

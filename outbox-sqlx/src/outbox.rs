@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use outbox_core::{Message, Result};
+use outbox_core::sql::Processed;
+use outbox_core::{Message, Result, Uuid};
 use sqlx::Pool;
 
 use crate::database::{OutboxConnection, OutboxDatabase};
@@ -85,6 +86,80 @@ impl<DB: OutboxDatabase> Outbox<DB> {
     pub async fn migrate<C: OutboxConnection>(&self, conn: &mut C) -> Result<()> {
         self.outbox_table()
             .migrate(&mut SqlxExecutor::<C::Database>(conn))
+            .await
+    }
+
+    /// Runs `handler` on `conn` unless `consumer` already processed message `message_id`,
+    /// recording it in this outbox's inbox table (`<table>_inbox`) on the same connection. Call
+    /// it inside your transaction: the record and the handler's effect then commit together,
+    /// or roll back together, so a redelivered message is processed once.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: sqlx::PgPool, message_id: outbox_sqlx::Uuid) -> Result<(), outbox_sqlx::BoxError> {
+    /// let mut tx = pool.begin().await?;
+    /// let outcome = outbox_sqlx::process_once(&mut *tx, "billing", message_id, async |conn| {
+    ///     sqlx::query("UPDATE accounts SET balance = balance - 100 WHERE id = 7")
+    ///         .execute(&mut *conn)
+    ///         .await?;
+    ///     Ok::<_, outbox_sqlx::BoxError>(())
+    /// })
+    /// .await?;
+    /// tx.commit().await?;
+    /// if outcome.is_duplicate() {
+    ///     println!("{message_id}: already processed");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// A concurrent delivery of the same id waits for the first one's transaction: when that
+    /// commits, this one finds the record and skips the handler; when it rolls back, this one
+    /// runs the handler. Remove old records with
+    /// [`SqlStore::purge_inbox`](crate::sql::SqlStore::purge_inbox).
+    ///
+    /// # Errors
+    ///
+    /// The handler's error, or the outbox's converted into it:
+    /// [`InvalidConsumer`](crate::Error::InvalidConsumer) before anything is written,
+    /// [`MissingTable`](crate::Error::MissingTable) when the migration has not run,
+    /// [`Database`](crate::Error::Database) for anything else (on MySQL and MariaDB, two
+    /// deliveries of one id can deadlock: roll back and let the message come again). Roll the
+    /// transaction back on any error.
+    pub async fn process_once<C, T, E>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        message_id: Uuid,
+        handler: impl AsyncFnOnce(&mut C) -> Result<T, E>,
+    ) -> Result<Processed<T>, E>
+    where
+        C: OutboxConnection,
+        E: From<outbox_core::Error>,
+    {
+        let fresh = self
+            .outbox_table()
+            .record_processed(&mut SqlxExecutor::<C::Database>(conn), consumer, message_id)
+            .await?;
+        if !fresh {
+            return Ok(Processed::AlreadyProcessed);
+        }
+        handler(conn).await.map(Processed::New)
+    }
+
+    /// Whether `consumer` has processed message `message_id` (its record is in this outbox's
+    /// inbox table and committed, or written by `conn`'s own transaction).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Outbox::process_once`].
+    pub async fn processed<C: OutboxConnection>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        message_id: Uuid,
+    ) -> Result<bool> {
+        self.outbox_table()
+            .processed(&mut SqlxExecutor::<C::Database>(conn), consumer, message_id)
             .await
     }
 

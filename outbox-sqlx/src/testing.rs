@@ -6,7 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::{Message, Outbox, OutboxConnection, OutboxDatabase, Result, SqlxStore};
-use outbox_core::sql::Statements;
+use outbox_core::Uuid;
+use outbox_core::sql::{Processed, Statements};
 use outbox_core::testing::{Backend, SqlBackend, Visibility, fresh_table};
 use sqlx::{Pool, Transaction};
 
@@ -172,6 +173,30 @@ macro_rules! sql_backend {
 
             fn store_keeping_published(&self) -> SqlxStore<$db> {
                 self.store().keep_published(true)
+            }
+
+            async fn process_once(
+                &self,
+                tx: &mut Transaction<'static, $db>,
+                consumer: &str,
+                id: Uuid,
+                effect: &str,
+                hold: Duration,
+            ) -> Result<Processed<()>> {
+                self.outbox
+                    .process_once(&mut **tx, consumer, id, async |conn| {
+                        sqlx::query(sqlx::AssertSqlSafe(effect))
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(db)?;
+                        tokio::time::sleep(hold).await;
+                        Ok(())
+                    })
+                    .await
+            }
+
+            async fn purge_inbox(&self, older_than: Duration) -> Result<u64> {
+                self.store().purge_inbox(older_than).await
             }
         }
     };

@@ -16,6 +16,7 @@
 //! with skewed clocks agree on leases and due times.
 
 mod executor;
+pub mod inbox;
 mod mysql;
 mod outbox_table;
 mod postgres;
@@ -36,6 +37,7 @@ pub use self::executor::{
     Cell, CellType, Column, DbError, DbErrorKind, Executor, Param, Query, Row, Rows, TxMode,
     block_on_ready,
 };
+pub use self::inbox::{InboxSql, Processed};
 pub use self::outbox_table::OutboxTable;
 pub use self::postgres_claims::ClaimsSql;
 pub use self::protocol::Operation;
@@ -136,6 +138,8 @@ pub struct Statements {
     pub retry_dead_one: String,
     /// Delete published rows older than a retention window. Parameter: window in microseconds.
     pub purge_published: String,
+    /// The consumers' inbox, `<table>_inbox` (its `create` is part of `create`).
+    pub inbox: InboxSql,
 }
 
 impl Statements {
@@ -172,7 +176,10 @@ impl Statements {
     /// (the claims table and claim function on PostgreSQL, the key lock table on MySQL), if
     /// they exist.
     pub fn drop_all(&self) -> Vec<String> {
-        let mut all = vec![format!("DROP TABLE IF EXISTS {}", self.quoted_table())];
+        let mut all = vec![
+            format!("DROP TABLE IF EXISTS {}", self.quoted_table()),
+            format!("DROP TABLE IF EXISTS {}", self.inbox.table),
+        ];
         if let Some(claims) = &self.claims {
             all.push(format!("DROP TABLE IF EXISTS {}", claims.claims_table));
             all.push(format!("DROP FUNCTION IF EXISTS {}", claims.function));

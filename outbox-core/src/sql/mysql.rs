@@ -105,7 +105,10 @@ pub(super) fn statements(table: TableName) -> Statements {
         "UPDATE {t} SET state = {live}, attempts = 0, available_at = {NOW}, \
          lease_until = NULL, lease_token = NULL WHERE state = {dead}"
     );
+    let inbox = super::inbox::statements(Dialect::MySql, &table);
+    create.extend(inbox.create.iter().cloned());
     Statements {
+        inbox,
         notify: false,
         claims: None,
         dialect: Dialect::MySql,

@@ -116,6 +116,35 @@ impl OutboxTable {
         protocol::enqueue(exec, &self.statements, self.max_payload, messages).await
     }
 
+    /// Records in this table's inbox that `consumer` processed message `id` (see
+    /// [`protocol::record_processed`]): `true` when it is new for the consumer.
+    ///
+    /// # Errors
+    ///
+    /// As for [`protocol::record_processed`].
+    pub async fn record_processed<E: Executor>(
+        &self,
+        exec: &mut E,
+        consumer: &str,
+        id: crate::Uuid,
+    ) -> Result<bool> {
+        protocol::record_processed(exec, &self.statements, consumer, id).await
+    }
+
+    /// Whether this table's inbox holds a record of `consumer` processing message `id`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`protocol::record_processed`].
+    pub async fn processed<E: Executor>(
+        &self,
+        exec: &mut E,
+        consumer: &str,
+        id: crate::Uuid,
+    ) -> Result<bool> {
+        protocol::processed(exec, &self.statements, consumer, id).await
+    }
+
     /// Creates the table and what the protocol needs beside it, if missing. See
     /// [`protocol::migrate`].
     ///

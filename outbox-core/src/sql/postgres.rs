@@ -131,6 +131,9 @@ FROM {t}",
          lease_until = NULL, lease_token = NULL WHERE state = {dead}"
     );
 
+    let inbox = super::inbox::statements(Dialect::Postgres, &table);
+    create.extend(inbox.create.iter().cloned());
+
     // One statement, so it needs no transaction of its own and is atomic on every adapter:
     // the lock lasts until it ends (or until the caller's transaction does).
     let migrate = vec![format!(
@@ -138,6 +141,7 @@ FROM {t}",
         create.join(";\n    ")
     )];
     Statements {
+        inbox,
         dialect: Dialect::Postgres,
         notify: false,
         migrate,

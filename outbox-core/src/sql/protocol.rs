@@ -91,6 +91,9 @@ pub mod columns {
 
     /// Each key's first row that a claim must not pass (the MySQL claim's gaps).
     pub const GAPS: &[Column] = &[Column::new("partition_key", Text), Column::new("gap", Int)];
+
+    /// A count (the inbox's `seen`).
+    pub const COUNT: &[Column] = &[Column::new("n", Int)];
 }
 
 /// The most rows one MySQL or SQLite statement carries: 7 parameters per inserted row stay
@@ -391,6 +394,54 @@ pub async fn uninstall<E: Executor>(exec: &mut E, s: &Statements) -> Result<()> 
     Ok(())
 }
 
+/// Records in the inbox that `consumer` processed message `id`, in the caller's transaction;
+/// `true` when it had not before (the caller then runs its handler in the same transaction),
+/// `false` when it had (a duplicate delivery: nothing was written). A concurrent delivery of
+/// the same id waits here until the first one's transaction ends.
+///
+/// # Errors
+///
+/// [`Error::InvalidConsumer`] before anything is written; [`Error::MissingTable`] when the
+/// migration has not run; [`Error::Database`] for anything else (a deadlock between
+/// concurrent deliveries on MySQL is one: roll back and let the message be redelivered).
+pub async fn record_processed<E: Executor>(
+    exec: &mut E,
+    s: &Statements,
+    consumer: &str,
+    id: Uuid,
+) -> Result<bool> {
+    super::inbox::check_consumer(consumer)?;
+    let id = id_text(id);
+    let query = Query::statement(&s.inbox.record)
+        .bind(Param::Text(Some(consumer)))
+        .bind(Param::Text(Some(&id)));
+    Ok(execute(exec, s, query).await? > 0)
+}
+
+/// Whether the inbox holds a record of `consumer` processing message `id`.
+///
+/// # Errors
+///
+/// As for [`record_processed`].
+pub async fn processed<E: Executor>(
+    exec: &mut E,
+    s: &Statements,
+    consumer: &str,
+    id: Uuid,
+) -> Result<bool> {
+    super::inbox::check_consumer(consumer)?;
+    let id = id_text(id);
+    let query = Query::new(&s.inbox.seen, columns::COUNT)
+        .bind(Param::Text(Some(consumer)))
+        .bind(Param::Text(Some(&id)));
+    let rows = fetch(exec, s, query).await?;
+    decode_one(rows, |mut row| Ok(row.int("n").map_err(db)? > 0))
+}
+
+/// How many inbox records one purge statement deletes: small enough that it holds its locks
+/// briefly, large enough that a big backlog goes in few round trips.
+pub const INBOX_PURGE_BATCH: usize = 5_000;
+
 /// One unit of store work that an adapter's [`SqlPool`](super::SqlPool) runs on one pooled
 /// connection.
 ///
@@ -572,6 +623,16 @@ operations! {
             }
             None => execute(exec, &op.s, Query::statement(&op.s.retry_dead_all)).await,
         }
+    }
+
+    /// Deletes one batch of inbox records older than the retention window.
+    PurgeInbox { older_than: Duration } -> u64;
+    mode(_op) TxMode::None;
+    run(op, exec) {
+        let query = Query::statement(&op.s.inbox.purge)
+            .bind(Param::I64(micros(op.older_than)))
+            .bind(Param::I64(INBOX_PURGE_BATCH as i64));
+        execute(exec, &op.s, query).await
     }
 
     /// Deletes published rows older than the retention window.

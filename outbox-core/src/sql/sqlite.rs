@@ -142,7 +142,11 @@ FROM {t}"
         "UPDATE {t} SET state = {live}, attempts = 0, available_at = {now}, \
          lease_until = NULL, lease_token = NULL WHERE state = {dead}"
     );
+    let inbox = super::inbox::statements(Dialect::Sqlite, &table);
+    let mut create = create;
+    create.extend(inbox.create.iter().cloned());
     Statements {
+        inbox,
         notify: false,
         claims: None,
         dialect: Dialect::Sqlite,

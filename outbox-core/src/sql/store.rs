@@ -7,8 +7,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::protocol::{
-    ClaimRows, FailRows, Get, List, Migrate, Operation, PurgePublished, RenewRows, RetryDead,
-    Settle, SettleClaim, SettleRows, Stats, Uninstall,
+    ClaimRows, FailRows, Get, List, Migrate, Operation, PurgeInbox, PurgePublished, RenewRows,
+    RetryDead, Settle, SettleClaim, SettleRows, Stats, Uninstall,
 };
 use super::{Dialect, Statements};
 use crate::error::Result;
@@ -153,6 +153,35 @@ impl<P: SqlPool> SqlStore<P> {
             s: self.s(),
             older_than,
         })
+    }
+}
+
+impl<P: SqlPool> SqlStore<P> {
+    /// Deletes the inbox's records of messages processed more than `older_than` ago, in
+    /// batches of [`INBOX_PURGE_BATCH`](super::protocol::INBOX_PURGE_BATCH) (each its own
+    /// statement, so no lock is held long). Returns how many were deleted.
+    ///
+    /// A purged record no longer stops a duplicate: keep records for longer than any
+    /// redelivery can arrive (the broker's redelivery window plus the outbox's retries).
+    ///
+    /// # Errors
+    ///
+    /// A database error; what earlier batches deleted stays deleted.
+    pub async fn purge_inbox(&self, older_than: Duration) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let deleted = self
+                .pool
+                .run(PurgeInbox {
+                    s: self.s(),
+                    older_than,
+                })
+                .await?;
+            total += deleted;
+            if deleted < super::protocol::INBOX_PURGE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
     }
 }
 

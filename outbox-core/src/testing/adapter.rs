@@ -6,12 +6,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::{Backend, Shared, commit_messages};
+use crate::Uuid;
 use crate::error::{Error, Result};
 use crate::memory::NullPublisher;
 use crate::message::Message;
 use crate::relay::Relay;
 use crate::sql::protocol::rows_per_statement;
-use crate::sql::{Dialect, KeyLockSql, Statements, TableName};
+use crate::sql::{Dialect, KeyLockSql, Processed, Statements, TableName};
 use crate::status::Status;
 use crate::store::{Failure, Inspect, Settlement, Store};
 
@@ -48,6 +49,21 @@ pub trait SqlBackend: Backend + Sized {
 
     /// A store on this backend's table that keeps published rows.
     fn store_keeping_published(&self) -> Self::Store;
+
+    /// Runs the adapter's own `process_once` in `tx` for `consumer` and message `id`, with a
+    /// handler that runs `effect` (SQL, no parameters) on the transaction's connection and then
+    /// holds the transaction open for `hold`.
+    fn process_once(
+        &self,
+        tx: &mut Self::Tx,
+        consumer: &str,
+        id: Uuid,
+        effect: &str,
+        hold: Duration,
+    ) -> impl Future<Output = Result<Processed<()>>> + Send;
+
+    /// Runs the store's own `purge_inbox` for this backend's table.
+    fn purge_inbox(&self, older_than: Duration) -> impl Future<Output = Result<u64>> + Send;
 }
 
 /// A unique table name that records when it was made, so that tests can drop old ones.
@@ -83,12 +99,12 @@ pub fn stale_tables(tables: Vec<String>) -> Vec<String> {
 }
 
 /// A business table of the application's own, beside the outbox.
-struct BusinessTable {
-    quoted: String,
+pub(crate) struct BusinessTable {
+    pub(crate) quoted: String,
 }
 
 impl BusinessTable {
-    async fn create<B: SqlBackend>(backend: &B) -> Self {
+    pub(crate) async fn create<B: SqlBackend>(backend: &B) -> Self {
         let s = backend.statements();
         let name = TableName::new(&format!("biz_{}", fresh_table())).unwrap();
         let quoted = name.quoted(if s.dialect == Dialect::MySql {
@@ -107,12 +123,12 @@ impl BusinessTable {
         Self { quoted }
     }
 
-    async fn rows<B: SqlBackend>(&self, backend: &B) -> i64 {
+    pub(crate) async fn rows<B: SqlBackend>(&self, backend: &B) -> i64 {
         let sql = format!("SELECT count(*) AS n FROM {}", self.quoted);
         backend.fetch_count(&sql).await.unwrap()
     }
 
-    async fn drop<B: SqlBackend>(self, backend: &B) {
+    pub(crate) async fn drop<B: SqlBackend>(self, backend: &B) {
         let _ = backend
             .execute(&format!("DROP TABLE {}", self.quoted))
             .await;
@@ -391,11 +407,11 @@ pub async fn uninstall_removes_what_migrate_created<B: SqlBackend>(backend: Shar
     };
     let created = own.fetch_count(&left).await.unwrap();
     // PostgreSQL: the table, its claims table, the claim function; MySQL: the table and its
-    // key lock table.
+    // key lock table; every database: the inbox table.
     let expected = match s.dialect {
-        Dialect::Postgres => 3,
-        Dialect::MySql => 2,
-        Dialect::Sqlite => 1,
+        Dialect::Postgres => 4,
+        Dialect::MySql => 3,
+        Dialect::Sqlite => 2,
     };
     assert!(
         created >= expected,
@@ -963,6 +979,11 @@ macro_rules! adapter_suite {
             uninstall_removes_what_migrate_created,
             every_insert_path_keeps_payloads_and_headers_whole,
             a_batch_locks_its_own_keys_and_no_others,
+            inbox_runs_a_message_once_per_consumer,
+            inbox_record_rolls_back_with_its_transaction,
+            concurrent_duplicate_deliveries_have_one_effect,
+            inbox_refuses_a_bad_consumer_before_any_sql,
+            inbox_records_are_purged_after_the_retention_window,
         );
     };
 }

@@ -16,6 +16,7 @@
 mod adapter;
 mod backends;
 mod cases;
+mod inbox;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use std::time::Duration;
 pub use self::adapter::*;
 pub use self::backends::{MemoryBackend, SlowPublisher};
 pub use self::cases::*;
+pub use self::inbox::*;
 use crate::error::Result;
 use crate::message::Message;
 use crate::store::{Inspect, Store};
