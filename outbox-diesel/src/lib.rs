@@ -23,6 +23,7 @@ pub use diesel::sqlite::Sqlite;
 pub use outbox_core::memory;
 pub use outbox_core::relay;
 pub use outbox_core::sql;
+pub use outbox_core::sql::Processed;
 pub use outbox_core::{
     BatchReport, BoxError, Claim, Codec, CorruptRow, Envelope, Error, Failure, Headers, Health,
     Inspect, Json, LeaseToken, Message, OutboxStats, ParseStatusError, PublishError, Publisher,
@@ -84,7 +85,7 @@ pub fn process_once<C, T, E>(
     consumer: &str,
     message_id: Uuid,
     handler: impl FnOnce(&mut C) -> Result<T, E>,
-) -> Result<sql::Processed<T>, E>
+) -> Result<Processed<T>, E>
 where
     C: OutboxConnection,
     E: From<Error>,

@@ -15,6 +15,7 @@ pub mod testing;
 pub use outbox_core::memory;
 pub use outbox_core::relay;
 pub use outbox_core::sql;
+pub use outbox_core::sql::Processed;
 pub use outbox_core::{
     BatchReport, BoxError, Claim, Codec, CorruptRow, Envelope, Error, Failure, Headers, Health,
     Inspect, Json, LeaseToken, Message, OutboxStats, ParseStatusError, PublishError, Publisher,
@@ -66,7 +67,7 @@ pub async fn process_once<T, E>(
     consumer: &str,
     message_id: Uuid,
     handler: impl AsyncFnOnce(&sea_orm::DatabaseTransaction) -> Result<T, E>,
-) -> Result<sql::Processed<T>, E>
+) -> Result<Processed<T>, E>
 where
     E: From<Error>,
 {

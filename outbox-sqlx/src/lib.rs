@@ -20,6 +20,7 @@ pub mod __private {
 pub use outbox_core::memory;
 pub use outbox_core::relay;
 pub use outbox_core::sql;
+pub use outbox_core::sql::Processed;
 pub use outbox_core::{
     BatchReport, BoxError, Claim, Codec, CorruptRow, Envelope, Error, Failure, Headers, Health,
     Inspect, Json, LeaseToken, Message, OutboxStats, ParseStatusError, PublishError, Publisher,
@@ -87,7 +88,7 @@ pub async fn process_once<C, T, E>(
     consumer: &str,
     message_id: Uuid,
     handler: impl AsyncFnOnce(&mut C) -> Result<T, E>,
-) -> Result<sql::Processed<T>, E>
+) -> Result<Processed<T>, E>
 where
     C: OutboxConnection,
     E: From<Error>,
