@@ -111,7 +111,7 @@ pub(crate) trait Backend:
     const DIESEL_SQL: DieselSql<Self::DieselConn>;
 
     /// The diesel-async adapter's store (over a deadpool pool).
-    type DieselAsyncStore: Store + Clone;
+    type DieselAsyncStore: Store + outbox_sqlx::Inspect + Clone;
 
     /// An r2d2 pool of diesel connections to `url` (a file path on SQLite).
     fn diesel_pool(url: &str) -> Result<R2d2Pool<ConnectionManager<Self::DieselConn>>, BoxError>;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outbox_sqlx::memory::NullPublisher;
-use outbox_sqlx::{Publisher, Relay, Store};
+use outbox_sqlx::{Inspect, Publisher, Relay, Store};
 use sqlx::Pool;
 
 use crate::BoxError;
@@ -18,6 +18,8 @@ pub(crate) struct DrainSpec {
     pub(crate) batch: usize,
     pub(crate) relays: usize,
     pub(crate) concurrency: usize,
+    /// How often the relay refreshes its gauges, if at all.
+    pub(crate) gauges: Option<Duration>,
 }
 
 /// Preloads `spec.rows` rows spread by `keys`, then drains them with `spec.relays` relays and
@@ -37,7 +39,7 @@ pub(crate) async fn relay<DB: Backend, P: Publisher + Clone>(
 
 /// The relay on the stores `store` makes (one per relay), after loading the backlog through
 /// `pool`.
-pub(crate) async fn relay_on<DB: Backend, P: Publisher + Clone, S: Store>(
+pub(crate) async fn relay_on<DB: Backend, P: Publisher + Clone, S: Store + Inspect + Clone>(
     pool: &Pool<DB>,
     table: &Table<DB>,
     keys: Keys,
@@ -51,10 +53,13 @@ pub(crate) async fn relay_on<DB: Backend, P: Publisher + Clone, S: Store>(
     let started = Instant::now();
     let mut running = Vec::new();
     for _ in 0..spec.relays {
-        let relay = Relay::builder(store(), Arc::clone(&counting))
+        let builder = Relay::builder(store(), Arc::clone(&counting))
             .batch_size(spec.batch)
-            .concurrency(spec.concurrency)
-            .build()?;
+            .concurrency(spec.concurrency);
+        let relay = match spec.gauges {
+            Some(every) => builder.gauges(every).build()?,
+            None => builder.build()?,
+        };
         let stop = stop.clone();
         running.push(tokio::spawn(async move {
             relay.run(stop.cancelled_owned()).await

@@ -7,7 +7,7 @@
 //! `postgres://postgres@127.0.0.1:5432/test`), `MYSQL_URL` (default
 //! `mysql://root@127.0.0.1:3306/test`) and `NATS_URL` (default `127.0.0.1:4222`); SQLite runs
 //! on a fresh file in the temp directory. Single scenarios: `drain [--rows N] [--batch B]
-//! [--relays R] [--concurrency C] [--keys one|skewed|N] [--publisher nats] [--db ...]`,
+//! [--relays R] [--concurrency C] [--keys one|skewed|N] [--gauges-ms MS] [--publisher nats] [--db ...]`,
 //! `latency [--seconds S] [--rate R] [--db ...]`, `keepup [--seconds S] [--db ...]`,
 //! `crash [--rounds N] [--db ...]`, `enqueue [--rounds R] [--txs N] [--db ...]`, and on
 //! PostgreSQL only `profile`, `latency --sidecar notify|poll` and `notify`.
@@ -27,7 +27,7 @@ mod profile;
 mod statements;
 mod summary;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use outbox_publishers::NatsPublisher;
 use outbox_sqlx::Outbox;
@@ -290,6 +290,7 @@ async fn adapters_command<DB: Backend>(
         batch: 500,
         relays: 1,
         concurrency: 2,
+        gauges: None,
     };
     let rounds = flag(args, "--rounds", 3)?;
     let table = Table::create(pool, "adapters").await?;
@@ -325,6 +326,10 @@ async fn drain_command<DB: Backend>(
         batch: flag(args, "--batch", 500)?,
         relays: flag(args, "--relays", 1)?,
         concurrency: flag(args, "--concurrency", 2)?,
+        gauges: match flag(args, "--gauges-ms", 0)? {
+            0 => None,
+            ms => Some(Duration::from_millis(ms as u64)),
+        },
     };
     let to_nats = args.iter().any(|a| a == "nats");
     let keys = match value(args, "--keys")? {
@@ -530,6 +535,7 @@ async fn common_suite<DB: Backend>(
         batch: 500,
         relays: 1,
         concurrency: 2,
+        gauges: None,
     };
     let table = Table::create(pool, "suite").await?;
 
@@ -568,6 +574,23 @@ async fn common_suite<DB: Backend>(
     summary.ratio("drain_vs_floor_ratio", median(ratios), ">= 0.5");
     summary.value("drain_rows_per_s", relay_rate);
     summary.value("floor_rows_per_s", median(floors));
+
+    progress("drain: gauges refreshed every second vs none, interleaved");
+    let gauged = DrainSpec {
+        gauges: Some(Duration::from_secs(1)),
+        ..spec
+    };
+    let mut costs = Vec::new();
+    for round in 0..plan.rounds {
+        progress(&format!("  round {}", round + 1));
+        let uniform = Keys::Uniform(1_000);
+        let off = drain::relay_null(pool, &table, uniform, spec).await?;
+        let on = drain::relay_null(pool, &table, uniform, gauged).await?;
+        let on2 = drain::relay_null(pool, &table, uniform, gauged).await?;
+        let off2 = drain::relay_null(pool, &table, uniform, spec).await?;
+        costs.push((on + on2) / (off + off2));
+    }
+    summary.ratio("metrics_drain_ratio", median(costs), ">= 0.98");
 
     progress("drain: the diesel, diesel-async and sea-orm stores vs the sqlx store, interleaved");
     let orms = adapters::drain_ratios(pool, url, &table, spec, plan.rounds, progress).await?;
@@ -681,6 +704,7 @@ async fn peer_suite(
             batch: 500,
             relays: 1,
             concurrency: 2,
+            gauges: None,
         },
     )
     .await?;

@@ -5,8 +5,9 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::publisher::Publisher;
 use crate::retry::RetryPolicy;
-use crate::store::Store;
+use crate::store::{Inspect, Store};
 
+use super::gauges::Gauges;
 use super::{Relay, WakeHandle};
 
 /// The settings a relay runs with. Built by [`RelayBuilder`], which validates them.
@@ -62,6 +63,7 @@ pub struct RelayBuilder<S, P> {
     publisher: P,
     config: RelayConfig,
     wake: Option<WakeHandle>,
+    gauges: Option<Gauges>,
 }
 
 impl<S: Store, P: Publisher> RelayBuilder<S, P> {
@@ -71,6 +73,7 @@ impl<S: Store, P: Publisher> RelayBuilder<S, P> {
             publisher,
             config: RelayConfig::default(),
             wake: None,
+            gauges: None,
         }
     }
 
@@ -174,11 +177,36 @@ impl<S: Store, P: Publisher> RelayBuilder<S, P> {
                 "unavailable_backoff must satisfy 0 < initial ({initial:?}) <= max ({max:?})"
             )));
         }
+        if let Some(gauges) = &self.gauges
+            && gauges.interval < Duration::from_millis(100)
+        {
+            return Err(Error::Config(format!(
+                "the gauges' interval must be at least 100ms, got {:?}",
+                gauges.interval
+            )));
+        }
         Ok(Relay::from_parts(
             self.store,
             self.publisher,
             self.config,
             self.wake.unwrap_or_default(),
+            self.gauges,
         ))
+    }
+}
+
+impl<S: Store + Inspect + Clone, P: Publisher> RelayBuilder<S, P> {
+    /// While [`Relay::run`] runs, refreshes the gauges `outbox_messages{status}` (pending,
+    /// claimed, failed, dead, published) and `outbox_oldest_unpublished_age_seconds` every
+    /// `interval` (at least 100 ms; 15 s suits a scrape every 15 to 60 s), from one
+    /// [`Inspect::stats`] query, whose duration goes to the histogram
+    /// `outbox_gauge_refresh_seconds`. Off by default. Alert on the oldest unpublished age:
+    /// it grows when the relay stops, the broker refuses, or a key is stuck.
+    ///
+    /// The query counts the table's rows by status, so its cost grows with the backlog: pick
+    /// the interval by what `outbox_gauge_refresh_seconds` shows.
+    pub fn gauges(mut self, interval: Duration) -> Self {
+        self.gauges = Some(Gauges::new(self.store.clone(), interval));
+        self
     }
 }

@@ -79,6 +79,7 @@ impl<S: Store, P: Publisher> Relay<S, P> {
             return Ok(report);
         }
         metrics::counter!("outbox_claimed_total").increment(report.claimed);
+        metrics::histogram!("outbox_claim_batch_size").record(report.claimed as f64);
         lease.keep_alive(self, claim.token, || {
             let rows = claim.messages.iter().map(|m| m.seq);
             rows.chain(claim.corrupt.iter().map(|c| c.seq)).collect()
@@ -108,6 +109,8 @@ impl<S: Store, P: Publisher> Relay<S, P> {
         let mut released: Vec<i64> = Vec::new();
         let mut stopped_keys: HashSet<String> = HashSet::new();
         let mut latencies = Vec::with_capacity(messages.len());
+        // Acked messages by event type, counted once per batch: a batch has few types.
+        let mut acked: Vec<(String, u64)> = Vec::new();
         let mut broken_contract = None;
 
         let mut start = 0;
@@ -193,6 +196,10 @@ impl<S: Store, P: Publisher> Relay<S, P> {
                     Ok(()) => {
                         published.push(msg.seq);
                         latencies.push(acked_at.duration_since(msg.created_at).unwrap_or_default());
+                        match acked.iter_mut().find(|(t, _)| *t == msg.event_type) {
+                            Some((_, n)) => *n += 1,
+                            None => acked.push((msg.event_type.clone(), 1)),
+                        }
                     }
                     Err(PublishError::Unavailable(err)) => {
                         if !report.broker_unavailable {
@@ -258,7 +265,9 @@ impl<S: Store, P: Publisher> Relay<S, P> {
         report.fenced = fenced(settlement.published.len(), settled.published)
             + fenced(settlement.failed.len(), settled.failed)
             + fenced(settlement.released.len(), settled.released);
-        metrics::counter!("outbox_published_total").increment(settled.published);
+        for (event_type, n) in acked {
+            metrics::counter!("outbox_published_total", "event_type" => event_type).increment(n);
+        }
         if settled.published > 0 {
             let histogram = metrics::histogram!("outbox_publish_latency_seconds");
             for latency in latencies {

@@ -4,6 +4,7 @@
 
 mod builder;
 mod cycle;
+mod gauges;
 mod health;
 mod lease;
 mod rounds;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::builder::{RelayBuilder, RelayConfig};
 pub use self::cycle::BatchReport;
+use self::gauges::Gauges;
 pub use self::health::Health;
 use self::health::HealthCell;
 use crate::error::{Error, Result};
@@ -77,6 +79,7 @@ struct Inner<S, P> {
     config: RelayConfig,
     wake: WakeHandle,
     health: HealthCell,
+    gauges: Option<Gauges>,
 }
 
 impl<S: Store, P: Publisher> Relay<S, P> {
@@ -85,7 +88,13 @@ impl<S: Store, P: Publisher> Relay<S, P> {
         RelayBuilder::new(store, publisher)
     }
 
-    fn from_parts(store: S, publisher: P, config: RelayConfig, wake: WakeHandle) -> Self {
+    fn from_parts(
+        store: S,
+        publisher: P,
+        config: RelayConfig,
+        wake: WakeHandle,
+        gauges: Option<Gauges>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -93,6 +102,7 @@ impl<S: Store, P: Publisher> Relay<S, P> {
                 config,
                 wake,
                 health: HealthCell::default(),
+                gauges,
             }),
         }
     }
@@ -148,6 +158,15 @@ impl<S: Store, P: Publisher> Relay<S, P> {
         for worker in 0..self.inner.config.concurrency {
             let (relay, cancel) = (self.clone(), cancel.clone());
             tasks.spawn(async move { relay.worker(worker, &cancel).await });
+        }
+        if self.inner.gauges.is_some() {
+            let (relay, cancel) = (self.clone(), cancel.clone());
+            tasks.spawn(async move {
+                if let Some(gauges) = &relay.inner.gauges {
+                    gauges.run(&cancel).await;
+                }
+                Ok(())
+            });
         }
         // Dropping the set (when `run` returns) aborts any loop still running.
         let workers = async {
