@@ -55,7 +55,8 @@ pub use self::relay::{BatchReport, Health, Relay, RelayBuilder, RelayConfig, Wak
 pub use self::retry::{RetryDecision, RetryPolicy};
 pub use self::status::{ParseStatusError, Status};
 pub use self::store::{
-    Claim, CorruptRow, Failure, Inspect, LeaseToken, OutboxStats, Settled, Settlement, Store,
+    Claim, CorruptRow, EventTypeStats, Failure, Filter, Inspect, LeaseToken, LiveClaim,
+    OutboxStats, Purge, REPLAY_OF_HEADER, Replay, Replayed, Retry, Settled, Settlement, Store,
     StoredMessage,
 };
 pub use uuid::Uuid;

@@ -15,7 +15,10 @@ use crate::error::Result;
 use crate::message::{Envelope, Message};
 use crate::publisher::{PublishError, Publisher};
 use crate::status::Status;
-use crate::store::{Claim, Failure, Inspect, LeaseToken, OutboxStats, Store, StoredMessage};
+use crate::store::{
+    Claim, EventTypeStats, Failure, Filter, Inspect, LeaseToken, LiveClaim, OutboxStats, Purge,
+    Replay, Replayed, Retry, Store, StoredMessage,
+};
 
 #[derive(Debug)]
 struct Row {
@@ -295,9 +298,58 @@ impl Inspect for MemoryStore {
         std::future::ready(Ok(found))
     }
 
+    fn event_types(&self) -> impl Future<Output = Result<Vec<EventTypeStats>>> + Send {
+        let now = Instant::now();
+        let state = self.lock();
+        let mut types = BTreeMap::<&str, EventTypeStats>::new();
+        for row in state.rows.values() {
+            let event_type = row.message.event_type();
+            let stats = types.entry(event_type).or_insert_with(|| EventTypeStats {
+                event_type: event_type.to_owned(),
+                ..EventTypeStats::default()
+            });
+            if row.dead {
+                stats.dead += 1;
+            } else {
+                stats.unpublished += 1;
+                let age = now.saturating_duration_since(row.created);
+                stats.oldest_unpublished_age = stats.oldest_unpublished_age.max(Some(age));
+            }
+        }
+        std::future::ready(Ok(types.into_values().collect()))
+    }
+
+    fn claims(&self) -> impl Future<Output = Result<Vec<LiveClaim>>> + Send {
+        let now = Instant::now();
+        let state = self.lock();
+        let mut claims = BTreeMap::<LeaseToken, LiveClaim>::new();
+        for (token, until) in state.rows.values().filter_map(|row| row.lease) {
+            if until > now {
+                let claim = claims.entry(token).or_insert_with(|| LiveClaim {
+                    token,
+                    messages: 0,
+                    expires_in: Duration::ZERO,
+                });
+                claim.messages += 1;
+                claim.expires_in = claim.expires_in.max(until - now);
+            }
+        }
+        std::future::ready(Ok(claims.into_values().collect()))
+    }
+
+    fn count(&self, filter: &Filter) -> impl Future<Output = Result<u64>> + Send {
+        let state = self.lock();
+        let found = state
+            .rows
+            .iter()
+            .filter(|(seq, row)| filter.matches(&row.stored(**seq)))
+            .count();
+        std::future::ready(Ok(found as u64))
+    }
+
     fn list(
         &self,
-        status: Option<Status>,
+        filter: &Filter,
         after: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredMessage>>> + Send {
@@ -306,10 +358,87 @@ impl Inspect for MemoryStore {
             .rows
             .range(after.saturating_add(1)..)
             .map(|(&seq, row)| row.stored(seq))
-            .filter(|m| status.is_none_or(|s| m.status == s))
+            .filter(|m| filter.matches(m))
             .take(limit)
             .collect();
         std::future::ready(Ok(found))
+    }
+
+    fn retry(&self, target: &Retry, limit: usize) -> impl Future<Output = Result<u64>> + Send {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let mut changed = 0;
+        for (&seq, row) in state.rows.iter_mut() {
+            if changed as usize >= limit {
+                break;
+            }
+            let stored = row.stored(seq);
+            let chosen = match target {
+                Retry::Message(id) => {
+                    *id == row.message.id()
+                        && matches!(stored.status, Status::Dead | Status::Failed)
+                }
+                Retry::Dead { event_type, key } => Filter {
+                    status: Some(Status::Dead),
+                    key: key.clone(),
+                    event_type: event_type.clone(),
+                }
+                .matches(&stored),
+            };
+            if chosen {
+                row.dead = false;
+                row.attempts = 0;
+                row.available_at = now;
+                row.lease = None;
+                changed += 1;
+            }
+        }
+        std::future::ready(Ok(changed))
+    }
+
+    /// The in-memory store deletes rows on ack, so there is never anything to replay.
+    fn replay(
+        &self,
+        target: &Replay,
+        _after: i64,
+        _limit: usize,
+    ) -> impl Future<Output = Result<Replayed>> + Send {
+        let through = target
+            .through
+            .unwrap_or_else(|| self.lock().rows.keys().next_back().copied().unwrap_or(0));
+        std::future::ready(Ok(Replayed {
+            through,
+            ..Replayed::default()
+        }))
+    }
+
+    fn purge(&self, target: &Purge, limit: usize) -> impl Future<Output = Result<u64>> + Send {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let doomed: Vec<i64> = match target {
+            // Published rows are deleted on ack here: there are none to purge.
+            Purge::Published { .. } => Vec::new(),
+            Purge::Dead {
+                older_than,
+                event_type,
+            } => state
+                .rows
+                .iter()
+                .filter(|(_, row)| {
+                    row.dead
+                        && now.saturating_duration_since(row.created) > *older_than
+                        && event_type
+                            .as_deref()
+                            .is_none_or(|t| row.message.event_type() == t)
+                })
+                .map(|(&seq, _)| seq)
+                .take(limit)
+                .collect(),
+        };
+        for seq in &doomed {
+            state.rows.remove(seq);
+        }
+        std::future::ready(Ok(doomed.len() as u64))
     }
 
     fn retry_dead(&self, id: Option<Uuid>) -> impl Future<Output = Result<u64>> + Send {

@@ -213,19 +213,200 @@ impl OutboxStats {
     }
 }
 
-/// A capability trait for stores that can be inspected and repaired by operators.
+/// Which messages an operator's read selects: every condition given must hold.
+///
+/// ```
+/// # use outbox_core as outbox_sqlx;
+/// use outbox_sqlx::{Filter, Status};
+///
+/// let dead_orders = Filter::status(Status::Dead).event_type("order.created");
+/// assert_eq!(dead_orders.status, Some(Status::Dead));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Filter {
+    /// Only messages in this status.
+    pub status: Option<Status>,
+    /// Only messages with this partition key.
+    pub key: Option<String>,
+    /// Only messages of this event type.
+    pub event_type: Option<String>,
+}
+
+impl Filter {
+    /// Every message.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Messages in `status`.
+    pub fn status(status: Status) -> Self {
+        Self {
+            status: Some(status),
+            ..Self::default()
+        }
+    }
+
+    /// Only those with partition key `key`.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Only those of event type `event_type`.
+    #[must_use]
+    pub fn event_type(mut self, event_type: impl Into<String>) -> Self {
+        self.event_type = Some(event_type.into());
+        self
+    }
+
+    /// Whether `message` passes.
+    pub fn matches(&self, message: &StoredMessage) -> bool {
+        self.status.is_none_or(|s| message.status == s)
+            && self
+                .key
+                .as_deref()
+                .is_none_or(|k| message.envelope.partition_key.as_deref() == Some(k))
+            && self
+                .event_type
+                .as_deref()
+                .is_none_or(|t| message.envelope.event_type == t)
+    }
+}
+
+/// The messages of one event type, by how far they got.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventTypeStats {
+    /// The event type.
+    pub event_type: String,
+    /// Messages still to publish: pending, claimed or waiting for a retry.
+    pub unpublished: u64,
+    /// Dead messages.
+    pub dead: u64,
+    /// Published messages kept for the retention window.
+    pub published: u64,
+    /// Age of this type's oldest message still to publish.
+    pub oldest_unpublished_age: Option<Duration>,
+}
+
+/// A claim a relay holds right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveClaim {
+    /// The claim's fencing token.
+    pub token: LeaseToken,
+    /// How many messages it holds.
+    pub messages: u64,
+    /// How long until its lease runs out, unless the relay renews it.
+    pub expires_in: Duration,
+}
+
+/// Which messages [`Inspect::retry`] makes due again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retry {
+    /// One message, if it is dead or waiting for its next attempt (not while a relay holds it).
+    Message(Uuid),
+    /// Every dead message, or only those of one event type or key.
+    Dead {
+        /// Only this event type.
+        event_type: Option<String>,
+        /// Only this partition key.
+        key: Option<String>,
+    },
+}
+
+/// Which messages [`Inspect::purge`] deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Purge {
+    /// Dead messages created more than `older_than` ago, or only those of one event type.
+    Dead {
+        /// Only messages created before this long ago.
+        older_than: Duration,
+        /// Only this event type.
+        event_type: Option<String>,
+    },
+    /// Published messages kept for retention, published more than `older_than` ago.
+    Published {
+        /// Only messages published before this long ago.
+        older_than: Duration,
+    },
+}
+
+/// Which published messages [`Inspect::replay`] enqueues again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Replay {
+    /// Messages published at or after this time.
+    pub since: SystemTime,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only messages up to this sequence number; `None`: up to the highest one when the call
+    /// runs, which [`Replayed::through`] returns to pass on to the next call, so that the
+    /// copies a replay makes are never replayed by the same replay.
+    pub through: Option<i64>,
+}
+
+impl Replay {
+    /// Messages published at or after `since`.
+    pub fn since(since: SystemTime) -> Self {
+        Self {
+            since,
+            event_type: None,
+            through: None,
+        }
+    }
+
+    /// Only those of event type `event_type`.
+    #[must_use]
+    pub fn event_type(mut self, event_type: impl Into<String>) -> Self {
+        self.event_type = Some(event_type.into());
+        self
+    }
+}
+
+/// What one [`Inspect::replay`] call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// How many copies it enqueued.
+    pub replayed: u64,
+    /// The sequence number of the last message it copied (the cursor for the next call).
+    pub last_seq: Option<i64>,
+    /// The highest sequence number this replay covers.
+    pub through: i64,
+}
+
+/// The header a replayed copy carries: the id of the message it copies.
+pub const REPLAY_OF_HEADER: &str = "outbox-replay-of";
+
+/// A capability trait for stores that can be inspected and repaired by operators (the
+/// `outbox` CLI is built on it).
+///
+/// The repairs work in batches of at most `limit` rows, each its own statement, so that a large
+/// one never holds its locks for long; call again until a batch changes fewer than `limit`.
 pub trait Inspect: Send + Sync + 'static {
     /// Counts by status.
     fn stats(&self) -> impl Future<Output = Result<OutboxStats>> + Send;
 
+    /// Counts by event type, sorted by event type.
+    fn event_types(&self) -> impl Future<Output = Result<Vec<EventTypeStats>>> + Send;
+
+    /// The claims relays hold right now, sorted by token.
+    fn claims(&self) -> impl Future<Output = Result<Vec<LiveClaim>>> + Send;
+
+    /// How many messages pass `filter`.
+    fn count(&self, filter: &Filter) -> impl Future<Output = Result<u64>> + Send;
+
     /// One message by id.
     fn get(&self, id: Uuid) -> impl Future<Output = Result<Option<StoredMessage>>> + Send;
 
-    /// Up to `limit` messages in sequence order, starting after sequence `after` (0 from the
-    /// start; pass the last `seq` seen to page on), only those in `status` when given.
+    /// Up to `limit` messages passing `filter`, in sequence order, starting after sequence
+    /// `after` (0 from the start; pass the last `seq` seen to page on: the cursor never skips
+    /// or repeats a message that stays put).
     fn list(
         &self,
-        status: Option<Status>,
+        filter: &Filter,
         after: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredMessage>>> + Send;
@@ -234,9 +415,27 @@ pub trait Inspect: Send + Sync + 'static {
     /// messages. Returns how many were revived.
     fn retry_dead(&self, id: Option<Uuid>) -> impl Future<Output = Result<u64>> + Send;
 
+    /// Makes up to `limit` of the messages `target` names due now, with their attempt count
+    /// reset (their last error is kept until the next attempt). Returns how many.
+    fn retry(&self, target: &Retry, limit: usize) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Deletes up to `limit` of the messages `target` names. Returns how many.
+    fn purge(&self, target: &Purge, limit: usize) -> impl Future<Output = Result<u64>> + Send;
+
     /// Deletes published rows kept for retention that are older than `older_than`; returns how
     /// many were deleted (none for a store that deletes rows on ack).
     fn purge_published(&self, older_than: Duration) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Enqueues copies of up to `limit` published messages that `target` names, after
+    /// sequence `after`, in sequence order and in one transaction: each copy has a new id, the
+    /// original's key, type, payload and headers, and the header [`REPLAY_OF_HEADER`] naming
+    /// the original. Only stores that keep published rows have any to replay.
+    fn replay(
+        &self,
+        target: &Replay,
+        after: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Replayed>> + Send;
 }
 
 impl<S: Store> Store for std::sync::Arc<S> {

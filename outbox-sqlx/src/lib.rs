@@ -22,9 +22,10 @@ pub use outbox_core::relay;
 pub use outbox_core::sql;
 pub use outbox_core::sql::Processed;
 pub use outbox_core::{
-    BatchReport, BoxError, Claim, Codec, CorruptRow, Envelope, Error, Failure, Headers, Health,
-    Inspect, Json, LeaseToken, Message, OutboxStats, ParseStatusError, PublishError, Publisher,
-    Relay, RelayBuilder, RelayConfig, Result, RetryDecision, RetryPolicy, Settled, Settlement,
+    BatchReport, BoxError, Claim, Codec, CorruptRow, Envelope, Error, EventTypeStats, Failure,
+    Filter, Headers, Health, Inspect, Json, LeaseToken, LiveClaim, Message, OutboxStats,
+    ParseStatusError, PublishError, Publisher, Purge, REPLAY_OF_HEADER, Relay, RelayBuilder,
+    RelayConfig, Replay, Replayed, Result, Retry, RetryDecision, RetryPolicy, Settled, Settlement,
     Status, Store, StoredMessage, Uuid, WakeHandle,
 };
 #[cfg(feature = "mysql")]

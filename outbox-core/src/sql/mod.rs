@@ -10,14 +10,16 @@
 //! * [`UnitOfWork`] over a [`TransactionPool`]: one lazily begun transaction that carries its
 //!   messages to commit, for the web layers; [`web`]: what those layers share.
 //! * [`SqlStore`]: the relay's [`Store`](crate::Store) and [`Inspect`](crate::Inspect) on top
-//!   of any [`SqlPool`].
+//!   of any [`SqlPool`]; [`AnyStore`]: any of them behind one type, chosen at run time.
 //!
 //! Every timestamp is taken from the database clock, never the relay's, so relays on machines
 //! with skewed clocks agree on leases and due times.
 
+mod any_store;
 mod executor;
 pub mod inbox;
 mod mysql;
+mod operator;
 mod outbox_table;
 mod postgres;
 mod postgres_claims;
@@ -31,8 +33,7 @@ pub mod web;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use crate::status::Status;
-
+pub use self::any_store::AnyStore;
 pub use self::executor::{
     Cell, CellType, Column, DbError, DbErrorKind, Executor, Param, Query, Row, Rows, TxMode,
     block_on_ready,
@@ -188,31 +189,6 @@ impl Statements {
             all.push(format!("DROP TABLE IF EXISTS {}", locks.table));
         }
         all
-    }
-
-    /// Messages in sequence order, optionally only those in `status`. Parameters: the sequence
-    /// to list after (exclusive; 0 from the start), then the limit. Returns the columns of
-    /// `get`.
-    pub fn list(&self, status: Option<Status>) -> String {
-        let (live, leased) = (state::LIVE, &self.leased);
-        let filter = match status {
-            None => "TRUE".to_owned(),
-            Some(Status::Pending) => {
-                format!("o.state = {live} AND o.attempts = 0 AND NOT {leased}")
-            }
-            Some(Status::Claimed) => format!("o.state = {live} AND {leased}"),
-            Some(Status::Failed) => format!("o.state = {live} AND o.attempts > 0 AND NOT {leased}"),
-            Some(Status::Dead) => format!("o.state = {}", state::DEAD),
-            Some(Status::Published) => format!("o.state = {}", state::PUBLISHED),
-        };
-        let (after, limit) = match self.dialect {
-            Dialect::Postgres => ("$1", "$2"),
-            _ => ("?", "?"),
-        };
-        format!(
-            "{} WHERE o.id > {after} AND {filter} ORDER BY o.id LIMIT {limit}",
-            self.list_select
-        )
     }
 
     /// The quoted table name.

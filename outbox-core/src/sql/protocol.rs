@@ -15,12 +15,13 @@ use uuid::Uuid;
 use super::executor::{
     CellType, Column, DbError, DbErrorKind, Executor, Param, Query, Row, Rows, TxMode,
 };
-use super::{Dialect, KeyLockSql, RowLeaseSql, Statements, state};
+use super::{Dialect, KeyLockSql, RowLeaseSql, Statements, operator, state};
 use crate::error::{Error, Result};
 use crate::message::{Envelope, Message, check_payload_size, decode_headers};
 use crate::status::Status;
 use crate::store::{
-    CorruptRow, Failure, LeaseToken, OutboxStats, Settled, Settlement, StoredMessage,
+    CorruptRow, EventTypeStats, Failure, Filter, LeaseToken, LiveClaim, OutboxStats, Purge,
+    REPLAY_OF_HEADER, Replay, Replayed, Retry, Settled, Settlement, StoredMessage,
 };
 
 /// The result columns of each statement shape.
@@ -92,8 +93,24 @@ pub mod columns {
     /// Each key's first row that a claim must not pass (the MySQL claim's gaps).
     pub const GAPS: &[Column] = &[Column::new("partition_key", Text), Column::new("gap", Int)];
 
-    /// A count (the inbox's `seen`).
+    /// A count (the inbox's `seen`, an operator's count).
     pub const COUNT: &[Column] = &[Column::new("n", Int)];
+
+    /// Counts per event type.
+    pub const EVENT_TYPES: &[Column] = &[
+        Column::new("event_type", Text),
+        Column::nullable("unpublished", Int),
+        Column::nullable("dead", Int),
+        Column::nullable("published", Int),
+        Column::nullable("oldest_age_us", Int),
+    ];
+
+    /// The claims relays hold.
+    pub const LIVE_CLAIMS: &[Column] = &[
+        Column::new("token", Int),
+        Column::new("messages", Int),
+        Column::nullable("expires_in_us", Int),
+    ];
 }
 
 /// The most rows one MySQL or SQLite statement carries: 7 parameters per inserted row stay
@@ -227,6 +244,29 @@ fn stored(mut row: Row<'_>) -> Result<StoredMessage> {
         last_error: row.opt_text("last_error").map_err(&bad)?,
         available_at: from_micros(row.int("available_us").map_err(&bad)?),
         envelope,
+    })
+}
+
+fn age(us: Option<i64>) -> Option<Duration> {
+    us.map(|us| Duration::from_micros(count(us)))
+}
+
+fn event_type_stats(mut row: Row<'_>) -> Result<EventTypeStats> {
+    let mut n = |name| row.opt_int(name).map(|n| count(n.unwrap_or(0))).map_err(db);
+    Ok(EventTypeStats {
+        unpublished: n("unpublished")?,
+        dead: n("dead")?,
+        published: n("published")?,
+        oldest_unpublished_age: age(row.opt_int("oldest_age_us").map_err(db)?),
+        event_type: row.text("event_type").map_err(db)?,
+    })
+}
+
+fn live_claim(mut row: Row<'_>) -> Result<LiveClaim> {
+    Ok(LiveClaim {
+        token: LeaseToken(row.int("token").map_err(db)?),
+        messages: count(row.int("messages").map_err(db)?),
+        expires_in: age(row.opt_int("expires_in_us").map_err(db)?).unwrap_or_default(),
     })
 }
 
@@ -600,15 +640,58 @@ operations! {
         rows.rows().map_err(db)?.next().map(stored).transpose()
     }
 
-    /// Messages in sequence order after `after`, optionally of one status.
-    List { status: Option<Status>, after: i64, limit: usize } -> Vec<StoredMessage>;
+    /// Messages passing a filter, in sequence order after `after`.
+    List { filter: Filter, after: i64, limit: usize } -> Vec<StoredMessage>;
     mode(_op) TxMode::None;
     run(op, exec) {
-        let sql = op.s.list(op.status);
-        let query = Query::new(&sql, columns::STORED)
-            .bind(Param::I64(op.after))
-            .bind(Param::I64(i64::try_from(op.limit).unwrap_or(i64::MAX)));
-        decode_all(&mut fetch(exec, &op.s, query).await?, stored)
+        let built = operator::list(&op.s, &op.filter, op.after, op.limit);
+        decode_all(&mut fetch(exec, &op.s, built.query(columns::STORED)).await?, stored)
+    }
+
+    /// How many messages pass a filter.
+    CountRows { filter: Filter } -> u64;
+    mode(_op) TxMode::None;
+    run(op, exec) {
+        let built = operator::count(&op.s, &op.filter);
+        let rows = fetch(exec, &op.s, built.query(columns::COUNT)).await?;
+        decode_one(rows, |mut row| Ok(count(row.int("n").map_err(db)?)))
+    }
+
+    /// Counts per event type.
+    EventTypes {} -> Vec<EventTypeStats>;
+    mode(_op) TxMode::None;
+    run(op, exec) {
+        let built = operator::event_types(&op.s);
+        decode_all(&mut fetch(exec, &op.s, built.query(columns::EVENT_TYPES)).await?, event_type_stats)
+    }
+
+    /// The live claims.
+    Claims {} -> Vec<LiveClaim>;
+    mode(_op) TxMode::None;
+    run(op, exec) {
+        let built = operator::claims(&op.s);
+        decode_all(&mut fetch(exec, &op.s, built.query(columns::LIVE_CLAIMS)).await?, live_claim)
+    }
+
+    /// Makes one batch of messages due now.
+    RetryRows { target: Retry, limit: usize } -> u64;
+    mode(_op) TxMode::None;
+    run(op, exec) {
+        let built = operator::retry(&op.s, &op.target, op.limit);
+        execute(exec, &op.s, built.query(&[])).await
+    }
+
+    /// Enqueues copies of one page of published messages.
+    ReplayRows { target: Replay, after: i64, limit: usize } -> Replayed;
+    mode(_op) TxMode::Transaction;
+    run(op, exec) { replay(exec, &op.s, &op.target, op.after, op.limit).await }
+
+    /// Deletes one batch of dead or published messages.
+    PurgeRows { target: Purge, limit: usize } -> u64;
+    mode(_op) TxMode::None;
+    run(op, exec) {
+        let built = operator::purge(&op.s, &op.target, op.limit);
+        execute(exec, &op.s, built.query(&[])).await
     }
 
     /// Revives one dead message, or all.
@@ -643,6 +726,54 @@ operations! {
             .bind(Param::I64(micros(op.older_than)));
         execute(exec, &op.s, query).await
     }
+}
+
+async fn replay<E: Executor>(
+    exec: &mut E,
+    s: &Statements,
+    target: &Replay,
+    after: i64,
+    limit: usize,
+) -> Result<Replayed> {
+    let through = match target.through {
+        Some(through) => through,
+        None => {
+            let built = operator::max_seq(s);
+            let rows = fetch(exec, s, built.query(columns::COUNT)).await?;
+            decode_one(rows, |mut row| row.int("n").map_err(db))?
+        }
+    };
+    let built = operator::replay_page(s, target, through, after, limit);
+    let page = decode_all(
+        &mut fetch(exec, s, built.query(columns::STORED)).await?,
+        stored,
+    )?;
+    let copies = page
+        .iter()
+        .map(|original| replay_copy(&original.envelope))
+        .collect::<Result<Vec<_>>>()?;
+    // The originals were accepted once; a limit lowered since must not strand them.
+    enqueue(exec, s, usize::MAX, &copies).await?;
+    Ok(Replayed {
+        replayed: copies.len() as u64,
+        last_seq: page.last().map(|m| m.envelope.seq),
+        through,
+    })
+}
+
+/// A new message with `original`'s content and a header naming it.
+fn replay_copy(original: &Envelope) -> Result<Message> {
+    let mut copy = Message::bytes(original.event_type.clone(), original.payload.clone())?;
+    if let Some(key) = &original.partition_key {
+        copy = copy.key(key)?;
+    }
+    if let Some(aggregate_type) = &original.aggregate_type {
+        copy = copy.aggregate_type(aggregate_type.clone())?;
+    }
+    for (name, value) in &original.headers {
+        copy = copy.header(name.clone(), value.clone())?;
+    }
+    copy.header(REPLAY_OF_HEADER, original.id.hyphenated().to_string())
 }
 
 async fn claim<E: Executor>(

@@ -7,14 +7,15 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::protocol::{
-    ClaimRows, FailRows, Get, List, Migrate, Operation, PurgeInbox, PurgePublished, RenewRows,
-    RetryDead, Settle, SettleClaim, SettleRows, Stats, Uninstall,
+    ClaimRows, Claims, CountRows, EventTypes, FailRows, Get, List, Migrate, Operation, PurgeInbox,
+    PurgePublished, PurgeRows, RenewRows, ReplayRows, RetryDead, RetryRows, Settle, SettleClaim,
+    SettleRows, Stats, Uninstall,
 };
 use super::{Dialect, Statements};
 use crate::error::Result;
-use crate::status::Status;
 use crate::store::{
-    Claim, Failure, Inspect, LeaseToken, OutboxStats, Settled, Settlement, Store, StoredMessage,
+    Claim, EventTypeStats, Failure, Filter, Inspect, LeaseToken, LiveClaim, OutboxStats, Purge,
+    Replay, Replayed, Retry, Settled, Settlement, Store, StoredMessage,
 };
 
 /// Runs [`Operation`]s on pooled connections: what a database adapter implements for its pool.
@@ -267,16 +268,61 @@ impl<P: SqlPool> Inspect for SqlStore<P> {
         self.pool.run(Get { s: self.s(), id })
     }
 
+    fn event_types(&self) -> impl Future<Output = Result<Vec<EventTypeStats>>> + Send {
+        self.pool.run(EventTypes { s: self.s() })
+    }
+
+    fn claims(&self) -> impl Future<Output = Result<Vec<LiveClaim>>> + Send {
+        self.pool.run(Claims { s: self.s() })
+    }
+
+    fn count(&self, filter: &Filter) -> impl Future<Output = Result<u64>> + Send {
+        self.pool.run(CountRows {
+            s: self.s(),
+            filter: filter.clone(),
+        })
+    }
+
     fn list(
         &self,
-        status: Option<Status>,
+        filter: &Filter,
         after: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredMessage>>> + Send {
         self.pool.run(List {
             s: self.s(),
-            status,
+            filter: filter.clone(),
             after,
+            limit,
+        })
+    }
+
+    fn retry(&self, target: &Retry, limit: usize) -> impl Future<Output = Result<u64>> + Send {
+        self.pool.run(RetryRows {
+            s: self.s(),
+            target: target.clone(),
+            limit,
+        })
+    }
+
+    fn replay(
+        &self,
+        target: &Replay,
+        after: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Replayed>> + Send {
+        self.pool.run(ReplayRows {
+            s: self.s(),
+            target: target.clone(),
+            after,
+            limit,
+        })
+    }
+
+    fn purge(&self, target: &Purge, limit: usize) -> impl Future<Output = Result<u64>> + Send {
+        self.pool.run(PurgeRows {
+            s: self.s(),
+            target: target.clone(),
             limit,
         })
     }

@@ -15,7 +15,7 @@ use crate::publisher::PublishError;
 use crate::relay::Relay;
 use crate::retry::RetryPolicy;
 use crate::status::Status;
-use crate::store::{Failure, Inspect, Settled, Settlement, Store};
+use crate::store::{Failure, Filter, Inspect, Purge, Retry, Settled, Settlement, Store};
 
 const LONG: Duration = Duration::from_secs(30);
 const WAIT: Duration = Duration::from_secs(60);
@@ -992,10 +992,11 @@ pub async fn list_pages_in_sequence_order_by_status<B: Backend>(backend: Shared<
         "[{name}] fail"
     );
 
-    let listed = |status, after, limit| {
+    let listed = |status: Option<Status>, after, limit| {
         let store = store.clone();
         async move {
-            let page: Vec<_> = store.list(status, after, limit).await.unwrap();
+            let filter = status.map_or_else(Filter::all, Filter::status);
+            let page: Vec<_> = store.list(&filter, after, limit).await.unwrap();
             page.iter().map(|m| m.envelope.id).collect::<Vec<_>>()
         }
     };
@@ -1020,16 +1021,232 @@ pub async fn list_pages_in_sequence_order_by_status<B: Backend>(backend: Shared<
         all[2..4],
         "[{name}] first page"
     );
-    let page = store.list(Some(Status::Pending), 0, 2).await.unwrap();
+    let page = store
+        .list(&Filter::status(Status::Pending), 0, 2)
+        .await
+        .unwrap();
     let after = page.last().unwrap().envelope.seq;
     assert_eq!(
         listed(Some(Status::Pending), after, 2).await,
         all[4..],
         "[{name}] next page"
     );
-    let dead = store.list(Some(Status::Dead), 0, 10).await.unwrap();
+    let dead = store
+        .list(&Filter::status(Status::Dead), 0, 10)
+        .await
+        .unwrap();
     assert_eq!(dead[0].status, Status::Dead, "[{name}]");
     assert_eq!(dead[0].last_error.as_deref(), Some("refused"), "[{name}]");
+}
+
+/// What operators see and repair: counts and lists by status, key and event type, counts per
+/// event type, live claims, retry of one message or of dead ones by event type in batches,
+/// and purge of dead messages by age.
+pub async fn operators_filter_retry_and_purge<B: Backend>(backend: Shared<B>) {
+    let name = backend.name();
+    let shape = [
+        ("e1", Some("a")),
+        ("e1", Some("a")),
+        ("e2", Some("b")),
+        ("e2", Some("b")),
+        ("e1", None),
+        ("e2", None),
+    ];
+    let messages: Vec<Message> = shape
+        .iter()
+        .zip(0..)
+        .map(|((event, key), n)| msg(event, *key, n))
+        .collect();
+    let m: Vec<Uuid> = messages.iter().map(Message::id).collect();
+    commit_messages(&*backend, messages).await.unwrap();
+    let store = backend.store();
+
+    // m0, m2 and m4 die; m5 waits an hour for its retry; m1 and m3 go back pending.
+    let claim = store.claim(10, LONG).await.unwrap();
+    assert_eq!(ids(&claim.messages), m, "[{name}] claim");
+    let seq = |n: usize| claim.messages[n].seq;
+    let failure = |n: usize, retry_after| Failure {
+        seq: seq(n),
+        error: format!("refused {n}"),
+        retry_after,
+    };
+    let failures = [
+        failure(0, None),
+        failure(2, None),
+        failure(4, None),
+        failure(5, Some(Duration::from_secs(3600))),
+    ];
+    assert_eq!(
+        store.fail(claim.token, &failures).await.unwrap(),
+        4,
+        "[{name}]"
+    );
+    assert_eq!(
+        store.release(claim.token, &[seq(1), seq(3)]).await.unwrap(),
+        2,
+        "[{name}]"
+    );
+    assert!(
+        store.claims().await.unwrap().is_empty(),
+        "[{name}] claims left"
+    );
+
+    let count = |filter: Filter| {
+        let store = store.clone();
+        async move { store.count(&filter).await.unwrap() }
+    };
+    assert_eq!(count(Filter::all()).await, 6, "[{name}] all");
+    assert_eq!(
+        count(Filter::status(Status::Dead)).await,
+        3,
+        "[{name}] dead"
+    );
+    assert_eq!(
+        count(Filter::status(Status::Dead).event_type("e1")).await,
+        2,
+        "[{name}] dead e1"
+    );
+    assert_eq!(count(Filter::all().key("a")).await, 2, "[{name}] key a");
+    assert_eq!(
+        count(Filter::status(Status::Failed)).await,
+        1,
+        "[{name}] failed"
+    );
+    let listed = |filter: Filter| {
+        let store = store.clone();
+        async move {
+            let page = store.list(&filter, 0, 10).await.unwrap();
+            page.iter().map(|m| m.envelope.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(Filter::status(Status::Dead).event_type("e1")).await,
+        [m[0], m[4]],
+        "[{name}] list dead e1"
+    );
+    assert_eq!(
+        listed(Filter::all().key("b")).await,
+        [m[2], m[3]],
+        "[{name}] list b"
+    );
+    assert_eq!(
+        listed(Filter::status(Status::Pending).key("b").event_type("e1")).await,
+        Vec::<Uuid>::new(),
+        "[{name}] nothing passes every filter"
+    );
+
+    let types = store.event_types().await.unwrap();
+    let summary: Vec<_> = types
+        .iter()
+        .map(|t| (t.event_type.as_str(), t.unpublished, t.dead))
+        .collect();
+    assert_eq!(
+        summary,
+        [("e1", 1, 2), ("e2", 2, 1)],
+        "[{name}] event types"
+    );
+    assert!(
+        types.iter().all(|t| t.oldest_unpublished_age.is_some()),
+        "[{name}] {types:?}"
+    );
+
+    // m1 and m3 head their keys now that the heads are dead; m5 is not due.
+    let live = store.claim(10, LONG).await.unwrap();
+    assert_eq!(ids(&live.messages), [m[1], m[3]], "[{name}] second claim");
+    let claims = store.claims().await.unwrap();
+    assert_eq!(claims.len(), 1, "[{name}] {claims:?}");
+    assert_eq!(claims[0].token, live.token, "[{name}]");
+    assert_eq!(claims[0].messages, 2, "[{name}]");
+    assert!(
+        claims[0].expires_in <= LONG && claims[0].expires_in > LONG / 2,
+        "[{name}] {claims:?}"
+    );
+    assert_eq!(
+        store.retry(&Retry::Message(m[1]), 100).await.unwrap(),
+        0,
+        "[{name}] a claimed message was retried"
+    );
+    let seqs: Vec<i64> = live.messages.iter().map(|m| m.seq).collect();
+    store.release(live.token, &seqs).await.unwrap();
+
+    assert_eq!(
+        store.retry(&Retry::Message(m[5]), 100).await.unwrap(),
+        1,
+        "[{name}] retry of a message waiting for its attempt"
+    );
+    let now_due = store.get(m[5]).await.unwrap().unwrap();
+    assert_eq!(
+        (now_due.status, now_due.envelope.attempts),
+        (Status::Pending, 0),
+        "[{name}]"
+    );
+    assert_eq!(
+        store
+            .retry(&Retry::Message(Uuid::now_v7()), 100)
+            .await
+            .unwrap(),
+        0,
+        "[{name}] unknown id"
+    );
+    let dead_e1 = Retry::Dead {
+        event_type: Some("e1".into()),
+        key: None,
+    };
+    assert_eq!(
+        store.retry(&dead_e1, 1).await.unwrap(),
+        1,
+        "[{name}] batch 1"
+    );
+    assert_eq!(
+        store.retry(&dead_e1, 1).await.unwrap(),
+        1,
+        "[{name}] batch 2"
+    );
+    assert_eq!(
+        store.retry(&dead_e1, 1).await.unwrap(),
+        0,
+        "[{name}] batch 3"
+    );
+    assert_eq!(
+        listed(Filter::status(Status::Dead)).await,
+        [m[2]],
+        "[{name}] only e2's dead message is left"
+    );
+
+    let old_dead = |older_than| Purge::Dead {
+        older_than,
+        event_type: None,
+    };
+    assert_eq!(
+        store
+            .purge(&old_dead(Duration::from_secs(3600)), 100)
+            .await
+            .unwrap(),
+        0,
+        "[{name}] purged a young dead message"
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        store
+            .purge(&old_dead(Duration::from_millis(1)), 100)
+            .await
+            .unwrap(),
+        1,
+        "[{name}] purge"
+    );
+    assert!(
+        store.get(m[2]).await.unwrap().is_none(),
+        "[{name}] purged row"
+    );
+
+    let publisher = CollectingPublisher::new();
+    let relay = fast_relay(&*backend, publisher.clone(), 10);
+    assert_eq!(relay.drain().await.unwrap(), 5, "[{name}] drain");
+    let mut published = ids(&publisher.published());
+    published.sort();
+    let mut expected = vec![m[0], m[1], m[3], m[4], m[5]];
+    expected.sort();
+    assert_eq!(published, expected, "[{name}] published");
 }
 
 /// `renew` extends a live lease, and refuses one that ran out, one another relay holds now,

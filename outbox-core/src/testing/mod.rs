@@ -129,6 +129,7 @@ macro_rules! conformance_suite {
             dead_messages_can_be_retried,
             stalled_relay_stops_publishing_before_its_lease_ends,
             list_pages_in_sequence_order_by_status,
+            operators_filter_retry_and_purge,
             leases_are_renewed_only_while_they_hold,
             a_living_relay_keeps_its_claim_past_the_heartbeat_lease,
             a_dead_relays_keys_flow_again_within_the_heartbeat_lease,
