@@ -55,8 +55,8 @@ impl From<Error> for CliError {
             Error::MissingTable { table } => Self::new(
                 Exit::MissingTable,
                 format!(
-                    "the outbox table {table:?} does not exist in this database; create it with \
-                     `outbox migrate` (with the same --database-url and --table)"
+                    "the outbox table {table:?} does not exist in this database; run `outbox \
+                     migrate` (with the same --database-url and --table) to create it"
                 ),
             ),
             Error::InvalidTableName { .. } => Self::new(Exit::Usage, err.to_string()),

@@ -14,7 +14,7 @@ use crate::relay::Relay;
 use crate::sql::protocol::rows_per_statement;
 use crate::sql::{Dialect, KeyLockSql, Processed, Statements, TableName};
 use crate::status::Status;
-use crate::store::{Failure, Inspect, Settlement, Store};
+use crate::store::{Failure, Inspect, Purge, Replay, Settlement, Store};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -657,6 +657,92 @@ pub async fn kept_published_rows_are_purged_after_the_retention_window<B: SqlBac
     assert_eq!(store.stats().await.unwrap().published, 0, "[{name}]");
 }
 
+/// Published messages kept for retention are replayed as new copies: new ids, the original's
+/// key, type, payload and headers plus a header naming it, page by page, never past the
+/// highest sequence the replay started with; published dead and published-purge work by age.
+pub async fn kept_published_rows_are_replayed_as_new_copies<B: SqlBackend>(backend: Shared<B>) {
+    let name = backend.name();
+    let messages = vec![
+        Message::json("e1", &serde_json::json!({ "n": 0 }))
+            .unwrap()
+            .key("k")
+            .unwrap()
+            .header("tenant", "acme")
+            .unwrap(),
+        Message::json("e1", &serde_json::json!({ "n": 1 }))
+            .unwrap()
+            .key("k")
+            .unwrap(),
+        Message::json("e2", &serde_json::json!({ "n": 2 })).unwrap(),
+    ];
+    let originals = messages.clone();
+    commit_messages(&*backend, messages).await.unwrap();
+    let store = backend.store_keeping_published();
+    let claim = store.claim(10, LEASE).await.unwrap();
+    let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(store.ack(claim.token, &seqs).await.unwrap(), 3, "[{name}]");
+
+    let hour = Duration::from_secs(3600);
+    let later = Replay::since(std::time::SystemTime::now() + hour);
+    let nothing = store.replay(&later, 0, 10).await.unwrap();
+    assert_eq!(nothing.replayed, 0, "[{name}] replayed the future");
+    assert!(nothing.through >= seqs[2], "[{name}] {nothing:?}");
+
+    let mut target = Replay::since(std::time::SystemTime::now() - hour).event_type("e1");
+    let first = store.replay(&target, 0, 1).await.unwrap();
+    assert_eq!(
+        (first.replayed, first.last_seq),
+        (1, Some(seqs[0])),
+        "[{name}] first page"
+    );
+    target.through = Some(first.through);
+    let second = store.replay(&target, seqs[0], 1).await.unwrap();
+    assert_eq!(
+        (second.replayed, second.last_seq),
+        (1, Some(seqs[1])),
+        "[{name}] second page"
+    );
+    let third = store.replay(&target, seqs[1], 1).await.unwrap();
+    assert_eq!(third.replayed, 0, "[{name}] the copies were replayed too");
+
+    let copies = store.claim(10, LEASE).await.unwrap();
+    assert_eq!(copies.messages.len(), 2, "[{name}] copies");
+    for (copy, original) in copies.messages.iter().zip(&originals) {
+        assert_ne!(
+            copy.id,
+            original.id(),
+            "[{name}] a copy kept its original's id"
+        );
+        assert!(copy.seq > seqs[2], "[{name}] copies go to the end");
+        assert_eq!(copy.event_type, original.event_type(), "[{name}]");
+        assert_eq!(copy.partition_key.as_deref(), Some("k"), "[{name}]");
+        assert_eq!(&copy.payload[..], &original.payload()[..], "[{name}]");
+        let mut expected = original.headers().clone();
+        expected.insert(
+            crate::store::REPLAY_OF_HEADER.to_owned(),
+            original.id().to_string(),
+        );
+        assert_eq!(copy.headers, expected, "[{name}] headers");
+    }
+    let copy_seqs: Vec<i64> = copies.messages.iter().map(|m| m.seq).collect();
+    store.ack(copies.token, &copy_seqs).await.unwrap();
+
+    // Five published rows now: purge by age takes them in batches.
+    let published = Purge::Published { older_than: hour };
+    assert_eq!(
+        store.purge(&published, 2).await.unwrap(),
+        0,
+        "[{name}] young"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let old = Purge::Published {
+        older_than: Duration::from_millis(1),
+    };
+    assert_eq!(store.purge(&old, 2).await.unwrap(), 2, "[{name}] batch");
+    assert_eq!(store.purge(&old, 10).await.unwrap(), 3, "[{name}] rest");
+    assert_eq!(store.stats().await.unwrap().published, 0, "[{name}]");
+}
+
 /// `enqueue_all` writes its messages in order.
 pub async fn enqueue_all_writes_in_order<B: SqlBackend>(backend: Shared<B>) {
     let name = backend.name();
@@ -970,6 +1056,7 @@ macro_rules! adapter_suite {
             unserializable_payload_rolls_back_the_business_change,
             committed_order_and_message_land_together,
             kept_published_rows_are_purged_after_the_retention_window,
+            kept_published_rows_are_replayed_as_new_copies,
             enqueue_all_writes_in_order,
             batches_cross_every_statement_boundary,
             more_busy_keys_than_placeholders_still_claim,
