@@ -18,7 +18,7 @@ pub(crate) struct Cli {
     pub(crate) database_url: Option<String>,
 
     /// The outbox table (`schema.table` on PostgreSQL).
-    #[arg(long, env = "OUTBOX_TABLE", global = true, default_value = "outbox")]
+    #[arg(long, env = "OUTBOX_TABLE", global = true, default_value = "outbox", hide_env_values = true)]
     pub(crate) table: String,
 
     /// Print JSON instead of text (one document; `list` prints one message per line).
