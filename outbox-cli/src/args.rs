@@ -18,7 +18,13 @@ pub(crate) struct Cli {
     pub(crate) database_url: Option<String>,
 
     /// The outbox table (`schema.table` on PostgreSQL).
-    #[arg(long, env = "OUTBOX_TABLE", global = true, default_value = "outbox", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "OUTBOX_TABLE",
+        global = true,
+        default_value = "outbox",
+        hide_env_values = true
+    )]
     pub(crate) table: String,
 
     /// Print JSON instead of text (one document; `list` prints one message per line).
@@ -176,6 +182,10 @@ pub(crate) struct RelayArgs {
     /// Refresh the outbox gauges this often (0 for never).
     #[arg(long, value_parser = parse_duration, default_value = "15s")]
     pub(crate) gauges: Duration,
+    /// Serve the relay's metrics for Prometheus at this address (such as 127.0.0.1:9464), on
+    /// any path.
+    #[arg(long, env = "OUTBOX_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A duration such as `90s`, `30m`, `12h` or `7d`.

@@ -45,6 +45,17 @@ pub(crate) async fn run(store: AnyStore, args: &RelayArgs) -> Result<()> {
     // Refuse to start on a table that is not there, rather than logging it forever.
     store.stats().await?;
     let publisher = broker(&args.publisher).await?;
+    if let Some(addr) = args.metrics_listen {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .map_err(|err| {
+                CliError::new(
+                    Exit::Failed,
+                    format!("cannot serve metrics on {addr}: {err}"),
+                )
+            })?;
+    }
     let mut builder = Relay::builder(store.clone(), publisher)
         .batch_size(args.batch_size)
         .concurrency(args.concurrency)
@@ -60,6 +71,7 @@ pub(crate) async fn run(store: AnyStore, args: &RelayArgs) -> Result<()> {
         table = %store.statements().table,
         database = %store.dialect(),
         publisher = %args.publisher,
+        metrics = ?args.metrics_listen,
         "relay started; SIGTERM or SIGINT stops it"
     );
     relay.run(shutdown).await?;

@@ -515,6 +515,97 @@ async fn the_sidecar_publishes_and_stops_on_sigterm<B: SqlBackend>(env: Env<B>) 
         .failed_with(2, "unknown publisher");
 }
 
+/// `outbox relay --metrics-listen` serves the relay's metrics for Prometheus: the gauges show
+/// a dead message, the counters what was published, by event type.
+async fn the_sidecar_serves_prometheus_metrics<B: SqlBackend>(env: Env<B>) {
+    let messages = vec![
+        message("order.refused", "1", 0),
+        message("order.created", "2", 1),
+    ];
+    commit_messages(&env.backend, messages).await.unwrap();
+    kill(&env.backend, &[0]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let args: Vec<String> = [
+        "relay",
+        "--publisher",
+        "stdout",
+        "--poll-interval",
+        "50ms",
+        "--gauges",
+        "100ms",
+        "--metrics-listen",
+        &listen,
+        "--database-url",
+        &env.url,
+        "--table",
+        &env.table(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut child = outbox_command(&args).stdout(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let page = tokio::task::spawn_blocking({
+            let listen = listen.clone();
+            move || scrape(&listen)
+        })
+        .await
+        .unwrap();
+        if let Some(page) = page.filter(|p| {
+            p.contains("outbox_published_total{event_type=\"order.created\"} 1")
+                && p.contains("outbox_messages{status=\"dead\"} 1")
+                && p.contains("outbox_messages{status=\"pending\"} 0")
+        }) {
+            break page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the metrics never showed the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    terminate(child.id());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    for metric in [
+        "outbox_oldest_unpublished_age_seconds",
+        "outbox_claim_batch_size",
+        "outbox_publish_latency_seconds",
+        "outbox_gauge_refresh_seconds",
+    ] {
+        assert!(page.contains(metric), "no {metric} in:\n{page}");
+    }
+}
+
+/// One `GET /metrics` over plain HTTP/1.1: the body, or `None` while nothing listens.
+fn scrape(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response
+        .starts_with("HTTP/1.1 200")
+        .then(|| {
+            response
+                .split_once("\r\n\r\n")
+                .map(|(_, body)| body.to_owned())
+        })
+        .flatten()
+}
+
 fn terminate(pid: u32) {
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -558,6 +649,7 @@ on_every_database!(
     list_retry_and_purge_by_filter,
     replay_copies_kept_published_messages,
     the_sidecar_publishes_and_stops_on_sigterm,
+    the_sidecar_serves_prometheus_metrics,
 );
 
 /// URLs the binary cannot use: an unknown scheme, an unreachable server, no URL at all, and a
