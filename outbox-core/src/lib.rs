@@ -43,6 +43,7 @@ mod status;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod trace;
 
 pub use self::codec::{Codec, Json};
 pub use self::error::{BoxError, Error, Result};
@@ -59,4 +60,5 @@ pub use self::store::{
     OutboxStats, Purge, REPLAY_OF_HEADER, Replay, Replayed, Retry, Settled, Settlement, Store,
     StoredMessage,
 };
+pub use self::trace::{TRACEPARENT_HEADER, TRACESTATE_HEADER};
 pub use uuid::Uuid;

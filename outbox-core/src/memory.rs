@@ -99,7 +99,8 @@ impl MemoryStore {
     /// Enqueues messages in a transaction of their own.
     pub fn enqueue_committed(&self, messages: impl IntoIterator<Item = Message>) {
         let mut tx = self.begin();
-        tx.pending.extend(messages);
+        tx.pending
+            .extend(messages.into_iter().map(crate::trace::stamp));
         tx.commit();
     }
 
@@ -125,7 +126,7 @@ pub struct MemoryTransaction {
 impl MemoryTransaction {
     /// Buffers a message until commit.
     pub fn enqueue(&mut self, message: Message) {
-        self.pending.push(message);
+        self.pending.push(crate::trace::stamp(message));
     }
 
     /// Makes every buffered message visible to relays, in enqueue order.

@@ -212,6 +212,11 @@ impl Message {
         self.delay
     }
 
+    /// The headers, to add trace context to.
+    pub(crate) fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.headers
+    }
+
     /// The headers encoded as a JSON object, as stores keep them.
     pub fn headers_json(&self) -> String {
         encode_headers(&self.headers)

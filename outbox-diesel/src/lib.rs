@@ -29,7 +29,7 @@ pub use outbox_core::{
     Filter, Headers, Health, Inspect, Json, LeaseToken, LiveClaim, Message, OutboxStats,
     ParseStatusError, PublishError, Publisher, Purge, REPLAY_OF_HEADER, Relay, RelayBuilder,
     RelayConfig, Replay, Replayed, Result, Retry, RetryDecision, RetryPolicy, Settled, Settlement,
-    Status, Store, StoredMessage, Uuid, WakeHandle,
+    Status, Store, StoredMessage, TRACEPARENT_HEADER, Uuid, WakeHandle,
 };
 
 pub use self::backend::{OutboxBackend, OutboxConnection};

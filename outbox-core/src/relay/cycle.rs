@@ -151,6 +151,8 @@ impl<S: Store, P: Publisher> Relay<S, P> {
             if batch.is_empty() {
                 continue;
             }
+            // Dropped with the round: each message's span lasts from the call to its outcome.
+            let _message_spans = crate::trace::message_spans(batch);
             let publish = inner
                 .publisher
                 .publish(batch)

@@ -306,11 +306,13 @@ pub async fn enqueue<E: Executor>(
     for message in messages {
         check_payload_size(message.payload().len(), max_payload)?;
     }
+    let trace = crate::trace::current();
+    let trace = trace.as_ref();
     match messages {
         [] => Ok(()),
         [one] if s.dialect == Dialect::Postgres || one.delay().is_zero() => {
             let id = id_text(one.id());
-            let headers = one.headers_json();
+            let headers = crate::trace::headers_json(one, trace);
             let delayed = !one.delay().is_zero();
             // Only undelayed messages come here on MySQL (the guard above), so the locked
             // insert needs no delay parameter.
@@ -337,7 +339,10 @@ pub async fn enqueue<E: Executor>(
         }
         _ if s.dialect == Dialect::Postgres => {
             let ids: Vec<String> = messages.iter().map(|m| id_text(m.id())).collect();
-            let headers: Vec<String> = messages.iter().map(Message::headers_json).collect();
+            let headers: Vec<String> = messages
+                .iter()
+                .map(|m| crate::trace::headers_json(m, trace))
+                .collect();
             let delays: Vec<i64> = messages.iter().map(|m| micros(m.delay())).collect();
             let sql = s.insert_many_arrays();
             let query = Query::statement(&sql)
@@ -381,7 +386,10 @@ pub async fn enqueue<E: Executor>(
             };
             for chunk in messages.chunks(rows_per_statement(s.dialect)) {
                 let ids: Vec<String> = chunk.iter().map(|m| id_text(m.id())).collect();
-                let headers: Vec<String> = chunk.iter().map(Message::headers_json).collect();
+                let headers: Vec<String> = chunk
+                    .iter()
+                    .map(|m| crate::trace::headers_json(m, trace))
+                    .collect();
                 let lock = slots.take();
                 let sql = lock
                     .as_ref()

@@ -421,7 +421,11 @@ impl<P: TransactionPool> Lease<P> {
             message.payload().len(),
             self.unit.shared.table.max_payload(),
         )?;
-        self.unit.shared.state().messages.push(message);
+        self.unit
+            .shared
+            .state()
+            .messages
+            .push(crate::trace::stamp(message));
         Ok(())
     }
 
@@ -436,7 +440,11 @@ impl<P: TransactionPool> Lease<P> {
         for message in &messages {
             check_payload_size(message.payload().len(), limit)?;
         }
-        self.unit.shared.state().messages.extend(messages);
+        self.unit
+            .shared
+            .state()
+            .messages
+            .extend(messages.into_iter().map(crate::trace::stamp));
         Ok(())
     }
 
