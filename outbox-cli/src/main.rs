@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(log_level())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -7,14 +7,27 @@ use indicatif::{ProgressBar, ProgressStyle};
 use outbox_sqlx::StoredMessage;
 use serde_json::{Value, json};
 
-/// A span for people: `3m 12s`, `450ms`.
+/// A span for people, in the units the command line takes: `7d`, `1h 30m`, `3m 12s`, `450ms`
+/// (the two largest units, rounded down).
 pub(crate) fn span(d: Duration) -> String {
-    let rounded = if d >= Duration::from_secs(1) {
-        Duration::from_secs(d.as_secs())
-    } else {
-        Duration::from_millis(d.as_millis() as u64)
-    };
-    humantime::format_duration(rounded).to_string()
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let units = [
+        (secs / 86_400, "d"),
+        (secs / 3_600 % 24, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let shown: Vec<String> = units
+        .iter()
+        .skip_while(|(n, _)| *n == 0)
+        .take(2)
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    shown.join(" ")
 }
 
 /// A time for people and scripts alike: RFC 3339 in UTC, to the millisecond.
@@ -181,6 +194,8 @@ mod tests {
     fn spans_round_to_what_people_read() {
         assert_eq!(span(Duration::from_millis(192_345)), "3m 12s");
         assert_eq!(span(Duration::from_micros(450_123)), "450ms");
+        assert_eq!(span(Duration::from_secs(7 * 86_400 + 5)), "7d");
+        assert_eq!(span(Duration::from_secs(5_400)), "1h 30m");
     }
 
     #[test]

@@ -45,7 +45,19 @@ pub(crate) async fn retry(store: &AnyStore, args: &RetryArgs, json: bool) -> Res
         event_type: args.event_type.clone(),
         key: args.key.clone(),
     };
-    let bar = output::progress(store.count(&filter).await?, "retrying");
+    let dead = store.count(&filter).await?;
+    if dead == 0 {
+        if json {
+            println!("{}", json!({ "retried": 0 }));
+        } else {
+            println!(
+                "no dead messages{}: nothing to retry",
+                narrowed(args.event_type.as_deref(), args.key.as_deref())
+            );
+        }
+        return Ok(());
+    }
+    let bar = output::progress(dead, "retrying");
     let mut retried = 0;
     loop {
         let n = store.retry(&target, BATCH).await?;
@@ -138,6 +150,17 @@ pub(crate) async fn purge(store: &AnyStore, args: &PurgeArgs, json: bool) -> Res
     let mut filter = Filter::status(status);
     filter.event_type.clone_from(&args.event_type);
     let of_status = store.count(&filter).await?;
+    if of_status == 0 {
+        if json {
+            println!("{}", json!({ "deleted": 0, "status": status.as_str() }));
+        } else {
+            println!(
+                "no {status} messages{}: nothing to delete",
+                narrowed(args.event_type.as_deref(), None)
+            );
+        }
+        return Ok(());
+    }
     let what = format!(
         "{status} messages{} {when} more than {} ago",
         narrowed(args.event_type.as_deref(), None),
