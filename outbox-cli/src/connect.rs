@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outbox_sqlx::sql::{AnyStore, Dialect, SqlStore, Statements, TableName};
+use outbox_sqlx::sql::{AnyStore, SqlPool, SqlStore, Statements, TableName};
 use outbox_sqlx::{MySql, Postgres, Sqlite, SqlxPool};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -51,16 +51,15 @@ pub(crate) async fn open(target: &Target<'_>) -> Result<AnyStore> {
             ),
         )
     };
-    let statements = |dialect| Arc::new(Statements::new(dialect, table.clone()));
     let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let options = PgConnectOptions::from_str(url).map_err(invalid)?;
         let pool = pool(PgPoolOptions::new(), options, target.connections)
             .await
             .map_err(unreachable)?;
-        let pool = SqlxPool::<Postgres>::from(pool);
-        AnyStore::new(
-            SqlStore::<SqlxPool<_>>::with_statements(pool, statements(Dialect::Postgres))
-                .keep_published(target.keep_published),
+        any_store(
+            SqlxPool::<Postgres>::from(pool),
+            &table,
+            target.keep_published,
         )
     } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
         let options = MySqlConnectOptions::from_str(&url.replacen("mariadb://", "mysql://", 1))
@@ -68,11 +67,7 @@ pub(crate) async fn open(target: &Target<'_>) -> Result<AnyStore> {
         let pool = pool(MySqlPoolOptions::new(), options, target.connections)
             .await
             .map_err(unreachable)?;
-        let pool = SqlxPool::<MySql>::from(pool);
-        AnyStore::new(
-            SqlStore::<SqlxPool<_>>::with_statements(pool, statements(Dialect::MySql))
-                .keep_published(target.keep_published),
-        )
+        any_store(SqlxPool::<MySql>::from(pool), &table, target.keep_published)
     } else if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(invalid)?
@@ -96,10 +91,10 @@ pub(crate) async fn open(target: &Target<'_>) -> Result<AnyStore> {
         let pool = pool(SqlitePoolOptions::new(), options, target.connections)
             .await
             .map_err(unreachable)?;
-        let pool = SqlxPool::<Sqlite>::from(pool);
-        AnyStore::new(
-            SqlStore::<SqlxPool<_>>::with_statements(pool, statements(Dialect::Sqlite))
-                .keep_published(target.keep_published),
+        any_store(
+            SqlxPool::<Sqlite>::from(pool),
+            &table,
+            target.keep_published,
         )
     } else {
         return Err(CliError::new(
@@ -111,6 +106,12 @@ pub(crate) async fn open(target: &Target<'_>) -> Result<AnyStore> {
         ));
     };
     Ok(store)
+}
+
+/// The store on `table` over `pool`.
+fn any_store<P: SqlPool>(pool: P, table: &TableName, keep_published: bool) -> AnyStore {
+    let statements = Arc::new(Statements::new(pool.dialect(), table.clone()));
+    AnyStore::new(SqlStore::<P>::with_statements(pool, statements).keep_published(keep_published))
 }
 
 /// A pool of up to `connections`, once one connection to the database succeeded: a pool's own

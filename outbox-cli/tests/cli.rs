@@ -105,40 +105,33 @@ async fn run(args: Vec<String>) -> Run {
     .unwrap()
 }
 
-async fn postgres() -> Env<SqlxBackend<sqlx::Postgres>> {
-    let backend = SqlxBackend::new(
-        "postgres",
-        postgres_pool().await,
-        outbox_core::testing::Visibility::KeySerialized,
-    )
-    .await;
-    let url = url("OUTBOX_TEST_POSTGRES_URL", POSTGRES_DEFAULT);
+async fn env<DB>(name: &'static str, pool: sqlx::Pool<DB>, url: String) -> Env<SqlxBackend<DB>>
+where
+    DB: outbox_sqlx::OutboxDatabase,
+    DB::Connection: outbox_sqlx::OutboxConnection<Database = DB>,
+{
+    let visibility = match name {
+        "sqlite" => outbox_core::testing::Visibility::InOrder,
+        _ => outbox_core::testing::Visibility::KeySerialized,
+    };
+    let backend = SqlxBackend::new(name, pool, visibility).await;
     Env { backend, url }
 }
 
+async fn postgres() -> Env<SqlxBackend<sqlx::Postgres>> {
+    let url = url("OUTBOX_TEST_POSTGRES_URL", POSTGRES_DEFAULT);
+    env("postgres", postgres_pool().await, url).await
+}
+
 async fn mysql() -> Env<SqlxBackend<sqlx::MySql>> {
-    let backend = SqlxBackend::new(
-        "mysql",
-        mysql_pool().await,
-        outbox_core::testing::Visibility::KeySerialized,
-    )
-    .await;
     let url = url("OUTBOX_TEST_MYSQL_URL", MYSQL_DEFAULT);
-    Env { backend, url }
+    env("mysql", mysql_pool().await, url).await
 }
 
 async fn sqlite() -> Env<SqlxBackend<sqlx::Sqlite>> {
     let path = sqlite_file("outbox-cli-tests");
-    let backend = SqlxBackend::new(
-        "sqlite",
-        sqlite_pool(&path).await,
-        outbox_core::testing::Visibility::InOrder,
-    )
-    .await;
-    Env {
-        backend,
-        url: format!("sqlite:{}", path.display()),
-    }
+    let url = format!("sqlite:{}", path.display());
+    env("sqlite", sqlite_pool(&path).await, url).await
 }
 
 fn message(event_type: &str, key: &str, n: u32) -> Message {
