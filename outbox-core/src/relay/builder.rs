@@ -203,8 +203,11 @@ impl<S: Store + Inspect + Clone, P: Publisher> RelayBuilder<S, P> {
     /// `outbox_gauge_refresh_seconds`. Off by default. Alert on the oldest unpublished age:
     /// it grows when the relay stops, the broker refuses, or a key is stuck.
     ///
-    /// The query counts the table's rows by status, so its cost grows with the backlog: pick
-    /// the interval by what `outbox_gauge_refresh_seconds` shows.
+    /// The query counts the table's rows by status, so its cost grows with the table. The
+    /// interval is a minimum: after a refresh that took `d`, the next waits at least `100 × d`,
+    /// so the gauges never take more than 1% of a database connection's time (a 75 ms count of
+    /// 200,000 rows on MariaDB refreshes every 7.5 s at most). `outbox_gauge_refresh_seconds`
+    /// shows what the query costs.
     pub fn gauges(mut self, interval: Duration) -> Self {
         self.gauges = Some(Gauges::new(self.store.clone(), interval));
         self

@@ -40,30 +40,44 @@ impl Gauges {
         }
     }
 
-    /// Refreshes at once, then every interval, until `cancel`.
+    /// Refreshes at once, then every interval (stretched by [`pause_after`]), until `cancel`.
     pub(crate) async fn run(&self, cancel: &CancellationToken) {
         loop {
-            self.refresh().await;
+            let took = self.refresh().await;
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = tokio::time::sleep(self.interval) => {}
+                () = tokio::time::sleep(pause_after(self.interval, took)) => {}
             }
         }
     }
 
-    async fn refresh(&self) {
+    /// One refresh; returns how long the query took.
+    async fn refresh(&self) -> Duration {
         let started = Instant::now();
-        match (self.stats)().await {
+        let result = (self.stats)().await;
+        let took = started.elapsed();
+        match result {
             Ok(stats) => {
-                metrics::histogram!("outbox_gauge_refresh_seconds")
-                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("outbox_gauge_refresh_seconds").record(took.as_secs_f64());
                 set(stats);
             }
             // A failed refresh leaves the last values: the relay's own health reports a
             // database outage, and the next refresh retries.
             Err(err) => tracing::warn!(error = %err, "outbox gauges not refreshed"),
         }
+        took
     }
+}
+
+/// How many times a refresh's own duration the next one waits at least: the gauges' query
+/// never takes more than 1% of a database connection's time, however large the table grows
+/// (the count's cost grows with it).
+const BUDGET_FACTOR: u32 = 100;
+
+/// The pause before the next refresh: the configured interval, or longer when the last query
+/// was slow.
+fn pause_after(interval: Duration, took: Duration) -> Duration {
+    interval.max(took.saturating_mul(BUDGET_FACTOR))
 }
 
 fn set(stats: OutboxStats) {
@@ -78,4 +92,19 @@ fn set(stats: OutboxStats) {
     }
     let age = stats.oldest_unpublished_age.unwrap_or_default();
     metrics::gauge!("outbox_oldest_unpublished_age_seconds").set(age.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_refresh_stretches_the_pause_to_keep_its_cost_at_one_percent() {
+        let second = Duration::from_secs(1);
+        assert_eq!(pause_after(second, Duration::from_millis(3)), second);
+        assert_eq!(
+            pause_after(second, Duration::from_millis(75)),
+            Duration::from_millis(7_500)
+        );
+    }
 }
