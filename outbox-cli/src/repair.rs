@@ -57,17 +57,7 @@ pub(crate) async fn retry(store: &AnyStore, args: &RetryArgs, json: bool) -> Res
         }
         return Ok(());
     }
-    let bar = output::progress(dead, "retrying");
-    let mut retried = 0;
-    loop {
-        let n = store.retry(&target, BATCH).await?;
-        retried += n;
-        bar.inc(n);
-        if n < BATCH as u64 {
-            break;
-        }
-    }
-    bar.finish_and_clear();
+    let retried = in_batches(dead, "retrying", || store.retry(&target, BATCH)).await?;
     if json {
         println!("{}", json!({ "retried": retried }));
     } else {
@@ -173,17 +163,7 @@ pub(crate) async fn purge(store: &AnyStore, args: &PurgeArgs, json: bool) -> Res
             store.statements().table
         ),
     )?;
-    let bar = output::progress(of_status, "deleting");
-    let mut deleted = 0;
-    loop {
-        let n = store.purge(&target, BATCH).await?;
-        deleted += n;
-        bar.inc(n);
-        if n < BATCH as u64 {
-            break;
-        }
-    }
-    bar.finish_and_clear();
+    let deleted = in_batches(of_status, "deleting", || store.purge(&target, BATCH)).await?;
     if json {
         println!(
             "{}",
@@ -193,6 +173,27 @@ pub(crate) async fn purge(store: &AnyStore, args: &PurgeArgs, json: bool) -> Res
         println!("deleted {deleted} {what}");
     }
     Ok(())
+}
+
+/// Runs `batch` until it changes fewer than [`BATCH`] rows, with a progress bar of `expected`
+/// steps; returns how many rows it changed in all.
+async fn in_batches<F, Fut>(expected: u64, what: &str, mut batch: F) -> Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = outbox_sqlx::Result<u64>>,
+{
+    let bar = output::progress(expected, what);
+    let mut total = 0;
+    loop {
+        let n = batch().await?;
+        total += n;
+        bar.inc(n);
+        if n < BATCH as u64 {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(total)
 }
 
 /// Asks `question` on the terminal; `yes` answers it in advance.

@@ -27,12 +27,17 @@ impl<B: SqlBackend> Env<B> {
         self.backend.statements().table.to_string()
     }
 
-    /// Runs `outbox ARGS --database-url URL --table TABLE` with no terminal.
-    async fn outbox(&self, args: &[&str]) -> Run {
+    /// `ARGS --database-url URL --table TABLE`.
+    fn args(&self, args: &[&str]) -> Vec<String> {
         let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         all.extend(["--database-url".into(), self.url.clone()]);
         all.extend(["--table".into(), self.table()]);
-        run(all).await
+        all
+    }
+
+    /// Runs `outbox ARGS --database-url URL --table TABLE` with no terminal.
+    async fn outbox(&self, args: &[&str]) -> Run {
+        run(self.args(args)).await
     }
 
     async fn json(&self, args: &[&str]) -> Value {
@@ -436,19 +441,7 @@ async fn the_sidecar_publishes_and_stops_on_sigterm<B: SqlBackend>(env: Env<B>) 
     let m = message("order.created", "1", 0);
     let id = m.id().to_string();
     commit_messages(&env.backend, vec![m]).await.unwrap();
-    let args: Vec<String> = [
-        "relay",
-        "--publisher",
-        "stdout",
-        "--poll-interval",
-        "50ms",
-        "--database-url",
-        &env.url,
-        "--table",
-        &env.table(),
-    ]
-    .map(String::from)
-    .to_vec();
+    let args = env.args(&["relay", "--publisher", "stdout", "--poll-interval", "50ms"]);
     let (published, status) = tokio::task::spawn_blocking(move || {
         let mut child = outbox_command(&args)
             .stdout(Stdio::piped())
@@ -523,7 +516,7 @@ async fn the_sidecar_serves_prometheus_metrics<B: SqlBackend>(env: Env<B>) {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let args: Vec<String> = [
+    let args = env.args(&[
         "relay",
         "--publisher",
         "stdout",
@@ -533,13 +526,7 @@ async fn the_sidecar_serves_prometheus_metrics<B: SqlBackend>(env: Env<B>) {
         "100ms",
         "--metrics-listen",
         &listen,
-        "--database-url",
-        &env.url,
-        "--table",
-        &env.table(),
-    ]
-    .map(String::from)
-    .to_vec();
+    ]);
     let mut child = outbox_command(&args).stdout(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let page = loop {
@@ -704,19 +691,13 @@ async fn the_sidecar_publishes_to_jetstream() {
     } else {
         format!("nats://{nats}")
     };
-    let args: Vec<String> = [
+    let args = env.args(&[
         "relay",
         "--publisher",
         &publisher,
         "--poll-interval",
         "50ms",
-        "--database-url",
-        &env.url,
-        "--table",
-        &env.table(),
-    ]
-    .map(String::from)
-    .to_vec();
+    ]);
     let mut child = outbox_command(&args).stdout(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut stream = stream;

@@ -99,8 +99,9 @@ impl MemoryStore {
     /// Enqueues messages in a transaction of their own.
     pub fn enqueue_committed(&self, messages: impl IntoIterator<Item = Message>) {
         let mut tx = self.begin();
-        tx.pending
-            .extend(messages.into_iter().map(crate::trace::stamp));
+        for message in messages {
+            tx.enqueue(message);
+        }
         tx.commit();
     }
 
@@ -368,23 +369,22 @@ impl Inspect for MemoryStore {
     fn retry(&self, target: &Retry, limit: usize) -> impl Future<Output = Result<u64>> + Send {
         let now = Instant::now();
         let mut state = self.lock();
+        let dead = match target {
+            Retry::Dead { event_type, key } => Some(Filter::dead(event_type.clone(), key.clone())),
+            _ => None,
+        };
         let mut changed = 0;
         for (&seq, row) in state.rows.iter_mut() {
             if changed as usize >= limit {
                 break;
             }
             let stored = row.stored(seq);
-            let chosen = match target {
-                Retry::Message(id) => {
-                    *id == row.message.id()
+            let chosen = match &dead {
+                Some(dead) => dead.matches(&stored),
+                None => {
+                    matches!(target, Retry::Message(id) if *id == row.message.id())
                         && matches!(stored.status, Status::Dead | Status::Failed)
                 }
-                Retry::Dead { event_type, key } => Filter {
-                    status: Some(Status::Dead),
-                    key: key.clone(),
-                    event_type: event_type.clone(),
-                }
-                .matches(&stored),
             };
             if chosen {
                 row.dead = false;

@@ -261,6 +261,15 @@ impl Filter {
         self
     }
 
+    /// Dead messages, of one event type or key when given: what [`Retry::Dead`] names.
+    pub(crate) fn dead(event_type: Option<String>, key: Option<String>) -> Self {
+        Self {
+            status: Some(Status::Dead),
+            key,
+            event_type,
+        }
+    }
+
     /// Whether `message` passes.
     pub fn matches(&self, message: &StoredMessage) -> bool {
         self.status.is_none_or(|s| message.status == s)

@@ -266,11 +266,7 @@ pub(crate) fn retry(s: &Statements, target: &Retry, limit: usize) -> Built {
                 s.status_condition(Status::Failed)
             )
         }
-        Retry::Dead { event_type, key } => w.filter(&Filter {
-            status: Some(Status::Dead),
-            key: key.clone(),
-            event_type: event_type.clone(),
-        }),
+        Retry::Dead { event_type, key } => w.filter(&Filter::dead(event_type.clone(), key.clone())),
     };
     w.batched(&action, &condition, limit)
 }
@@ -328,11 +324,7 @@ pub(crate) fn purge(s: &Statements, target: &Purge, limit: usize) -> Built {
             event_type,
         } => {
             let older = w.older_than("o.created_at", micros(*older_than));
-            let filter = w.filter(&Filter {
-                status: Some(Status::Dead),
-                key: None,
-                event_type: event_type.clone(),
-            });
+            let filter = w.filter(&Filter::dead(event_type.clone(), None));
             format!("{filter} AND {older}")
         }
         Purge::Published { older_than } => {
