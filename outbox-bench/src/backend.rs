@@ -13,7 +13,7 @@ use outbox_sqlx::sql::{SqlStore, Statements};
 use outbox_sqlx::{Message, Outbox, OutboxConnection, OutboxDatabase, Store};
 use sqlx::mysql::MySql;
 use sqlx::sqlite::Sqlite;
-use sqlx::{AssertSqlSafe, Connection, Pool, Postgres, Row};
+use sqlx::{AssertSqlSafe, Connection, Pool, Postgres, QueryBuilder, Row};
 
 use crate::BoxError;
 
@@ -146,11 +146,12 @@ pub(crate) trait Backend:
         total: i64,
     ) -> impl Future<Output = Result<(), BoxError>> + Send;
 
-    /// The hand-written outbox INSERT of `message`: the statement a user would write.
+    /// The hand-written outbox INSERT of `messages`, one row each in one statement: what a
+    /// user would write.
     fn insert_by_hand(
         conn: &mut Self::Connection,
         table: &str,
-        message: &Message,
+        messages: &[Message],
     ) -> impl Future<Output = Result<(), BoxError>> + Send;
 
     /// One batch of the bare SQL floor: claims up to `batch` rows in id order, skipping locked
@@ -262,22 +263,23 @@ macro_rules! text_id_insert_by_hand {
         async fn insert_by_hand(
             conn: &mut <$db as sqlx::Database>::Connection,
             table: &str,
-            message: &Message,
+            messages: &[Message],
         ) -> Result<(), BoxError> {
-            let now = $now;
-            sqlx::query(AssertSqlSafe(format!(
+            let mut insert = QueryBuilder::<$db>::new(format!(
                 "INSERT INTO {table} (message_id, event_type, partition_key, aggregate_type, \
-                 payload, headers, created_at, available_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, {now}, {now})"
-            )))
-            .bind(message.id().to_string())
-            .bind(message.event_type())
-            .bind(message.partition_key())
-            .bind(message.aggregate_type_name())
-            .bind(&message.payload()[..])
-            .bind(message.headers_json())
-            .execute(conn)
-            .await?;
+                 payload, headers, created_at, available_at) "
+            ));
+            insert.push_values(messages, |mut row, message| {
+                row.push_bind(message.id().to_string())
+                    .push_bind(message.event_type())
+                    .push_bind(message.partition_key())
+                    .push_bind(message.aggregate_type_name())
+                    .push_bind(&message.payload()[..])
+                    .push_bind(message.headers_json())
+                    .push($now)
+                    .push($now);
+            });
+            insert.build().execute(conn).await?;
             Ok(())
         }
     };
@@ -328,20 +330,22 @@ impl Backend for Postgres {
     async fn insert_by_hand(
         conn: &mut sqlx::PgConnection,
         table: &str,
-        message: &Message,
+        messages: &[Message],
     ) -> Result<(), BoxError> {
-        sqlx::query(AssertSqlSafe(format!(
+        let mut insert = QueryBuilder::<Postgres>::new(format!(
             "INSERT INTO {table} (message_id, event_type, partition_key, aggregate_type, \
-             payload, headers) VALUES ($1, $2, $3, $4, $5, $6::jsonb)"
-        )))
-        .bind(message.id())
-        .bind(message.event_type())
-        .bind(message.partition_key())
-        .bind(message.aggregate_type_name())
-        .bind(&message.payload()[..])
-        .bind(message.headers_json())
-        .execute(conn)
-        .await?;
+             payload, headers) "
+        ));
+        insert.push_values(messages, |mut row, message| {
+            row.push_bind(message.id())
+                .push_bind(message.event_type())
+                .push_bind(message.partition_key())
+                .push_bind(message.aggregate_type_name())
+                .push_bind(&message.payload()[..])
+                .push_bind(message.headers_json())
+                .push_unseparated("::jsonb");
+        });
+        insert.build().execute(conn).await?;
         Ok(())
     }
 

@@ -86,6 +86,30 @@ pub(crate) async fn relay_null<DB: Backend>(
     relay(pool, table, keys, spec, NullPublisher).await
 }
 
+/// The `drain()` API on the same backlog as [`relay_null`]: one call, which returns when
+/// everything is published; rows per second.
+pub(crate) async fn call<DB: Backend>(
+    pool: &Pool<DB>,
+    table: &Table<DB>,
+    keys: Keys,
+    spec: DrainSpec,
+) -> Result<f64, BoxError> {
+    table.preload(pool, spec.rows, keys).await?;
+    let relay = Relay::builder(table.outbox.store(pool.clone()), NullPublisher)
+        .batch_size(spec.batch)
+        .concurrency(spec.concurrency)
+        .build()?;
+    let started = Instant::now();
+    let published = tokio::time::timeout(Duration::from_secs(600), relay.drain())
+        .await
+        .map_err(|_| "drain() did not return within 600s")??;
+    let elapsed = started.elapsed();
+    if published != spec.rows as u64 {
+        return Err(format!("drain() published {published} of {} rows", spec.rows).into());
+    }
+    Ok(spec.rows as f64 / elapsed.as_secs_f64())
+}
+
 /// The floor: claim and delete in as few statements as the database allows, no per-key rule,
 /// no lease, no publish.
 pub(crate) async fn floor<DB: Backend>(

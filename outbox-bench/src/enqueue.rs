@@ -18,6 +18,10 @@ enum Way {
     Library,
 }
 
+/// One round of `txs` transactions from 8 producers, each a business INSERT and `per_tx`
+/// messages on keys of their own (`enqueue` for one, `enqueue_all` for more; one multi-row
+/// INSERT by hand).
+#[allow(clippy::too_many_arguments)]
 async fn round<DB: Backend>(
     pool: &Pool<DB>,
     table: &Table<DB>,
@@ -25,6 +29,7 @@ async fn round<DB: Backend>(
     business: &str,
     way: Way,
     txs: usize,
+    per_tx: usize,
 ) -> Result<Duration, BoxError> {
     let insert_business = format!("INSERT INTO {business} (total) VALUES ({})", DB::PARAM);
     let hand_written = table.quoted();
@@ -35,15 +40,27 @@ async fn round<DB: Backend>(
         let (insert_business, hand_written) = (insert_business.clone(), hand_written.clone());
         tasks.push(tokio::spawn(async move {
             for i in 0..txs / PRODUCERS {
-                let message =
-                    Message::json("order.created", &serde_json::json!({ "p": p, "i": i }))?
-                        .key(format!("order-{p}-{i}"))?;
+                let mut messages = (0..per_tx)
+                    .map(|j| {
+                        let payload = serde_json::json!({ "p": p, "i": i, "j": j });
+                        let key = if per_tx == 1 {
+                            format!("order-{p}-{i}")
+                        } else {
+                            format!("order-{p}-{i}-{j}")
+                        };
+                        Message::json("order.created", &payload)?.key(key)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 let mut tx = pool.begin().await?;
                 DB::insert_business(&mut tx, &insert_business, i as i64).await?;
                 match way {
-                    Way::Library => outbox.enqueue(&mut *tx, message).await?,
+                    Way::Library if per_tx == 1 => {
+                        let message = messages.pop().ok_or("no message")?;
+                        outbox.enqueue(&mut *tx, message).await?;
+                    }
+                    Way::Library => outbox.enqueue_all(&mut *tx, messages).await?,
                     Way::HandWritten => {
-                        DB::insert_by_hand(&mut tx, &hand_written, &message).await?
+                        DB::insert_by_hand(&mut tx, &hand_written, &messages).await?
                     }
                 }
                 tx.commit().await?;
@@ -90,25 +107,27 @@ pub(crate) async fn library_per_tx<DB: Backend>(
         &business,
         Way::Library,
         PRODUCERS * 20,
+        1,
     )
     .await?;
-    let per_tx = round(pool, &table, &outbox, &business, Way::Library, txs).await?;
+    let per_tx = round(pool, &table, &outbox, &business, Way::Library, txs, 1).await?;
     drop_tables(pool, table, &business).await?;
     Ok(per_tx)
 }
 
 /// Median over `rounds` interleaved rounds of (library time per tx) / (hand-written time per
-/// tx), and the library's time per transaction. `configure` sets the library's outbox up from
-/// the table's default one.
+/// tx), and the library's time per transaction, with `per_tx` messages per transaction.
+/// `configure` sets the library's outbox up from the table's default one.
 pub(crate) async fn overhead<DB: Backend>(
     pool: &Pool<DB>,
     rounds: usize,
     txs: usize,
+    per_tx: usize,
     configure: impl Fn(Outbox<DB>) -> Outbox<DB>,
 ) -> Result<(f64, Duration), BoxError> {
     let (table, business) = tables(pool).await?;
     let outbox = configure(table.outbox.clone());
-    let run = |way, txs| round(pool, &table, &outbox, &business, way, txs);
+    let run = |way, txs| round(pool, &table, &outbox, &business, way, txs, per_tx);
     // Warm the connections and statement caches of both paths.
     run(Way::HandWritten, PRODUCERS * 20).await?;
     run(Way::Library, PRODUCERS * 20).await?;

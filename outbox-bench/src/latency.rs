@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use outbox_publishers::NatsPublisher;
 use outbox_sqlx::{
-    Envelope, Inspect, Message, NotifyListener, Outbox, PublishError, Publisher, Relay, Uuid,
-    WakeHandle,
+    Claim, Envelope, Failure, Inspect, LeaseToken, Message, NotifyListener, Outbox, PublishError,
+    Publisher, Relay, Settled, Settlement, Store, Uuid, WakeHandle,
 };
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Pool, Postgres};
@@ -23,10 +23,11 @@ use crate::BoxError;
 use crate::backend::Backend;
 use crate::fixtures::Table;
 
-/// Records when each message was acknowledged.
+/// Records when each message was handed to the broker and when it was acknowledged.
 pub(crate) struct Timed<P> {
     inner: P,
     acked: Mutex<HashMap<Uuid, SystemTime>>,
+    sent: Mutex<HashMap<Uuid, SystemTime>>,
 }
 
 impl<P> Timed<P> {
@@ -34,6 +35,7 @@ impl<P> Timed<P> {
         Arc::new(Self {
             inner,
             acked: Mutex::new(HashMap::new()),
+            sent: Mutex::new(HashMap::new()),
         })
     }
 
@@ -44,6 +46,11 @@ impl<P> Timed<P> {
 
 impl<P: Publisher> Publisher for Timed<P> {
     async fn publish(&self, batch: &[Envelope]) -> Vec<Result<(), PublishError>> {
+        let sent_at = SystemTime::now();
+        self.sent
+            .lock()
+            .unwrap()
+            .extend(batch.iter().map(|env| (env.id, sent_at)));
         let outcomes = self.inner.publish(batch).await;
         let now = SystemTime::now();
         let mut acked = self.acked.lock().unwrap();
@@ -54,6 +61,161 @@ impl<P: Publisher> Publisher for Timed<P> {
         }
         outcomes
     }
+}
+
+/// A store that records when the claim that took each message started and returned, and how
+/// long each claim and settlement took.
+pub(crate) struct Staged<S> {
+    inner: S,
+    claimed: Mutex<HashMap<Uuid, (SystemTime, SystemTime)>>,
+    claims: Mutex<Vec<(Duration, usize)>>,
+    settles: Mutex<Vec<Duration>>,
+}
+
+impl<S> Staged<S> {
+    pub(crate) fn new(inner: S) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            claimed: Mutex::new(HashMap::new()),
+            claims: Mutex::new(Vec::new()),
+            settles: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl<S: Store> Store for Staged<S> {
+    async fn claim(&self, limit: usize, lease: Duration) -> outbox_sqlx::Result<Claim> {
+        let started = SystemTime::now();
+        let claim = self.inner.claim(limit, lease).await?;
+        let ended = SystemTime::now();
+        let took = ended.duration_since(started).unwrap_or_default();
+        self.claims
+            .lock()
+            .unwrap()
+            .push((took, claim.messages.len()));
+        self.claimed
+            .lock()
+            .unwrap()
+            .extend(claim.messages.iter().map(|m| (m.id, (started, ended))));
+        Ok(claim)
+    }
+
+    async fn ack(&self, token: LeaseToken, seqs: &[i64]) -> outbox_sqlx::Result<u64> {
+        self.inner.ack(token, seqs).await
+    }
+
+    async fn fail(&self, token: LeaseToken, failures: &[Failure]) -> outbox_sqlx::Result<u64> {
+        self.inner.fail(token, failures).await
+    }
+
+    async fn release(&self, token: LeaseToken, seqs: &[i64]) -> outbox_sqlx::Result<u64> {
+        self.inner.release(token, seqs).await
+    }
+
+    async fn renew(
+        &self,
+        token: LeaseToken,
+        seqs: &[i64],
+        lease: Duration,
+    ) -> outbox_sqlx::Result<bool> {
+        self.inner.renew(token, seqs, lease).await
+    }
+
+    async fn settle(
+        &self,
+        token: LeaseToken,
+        settlement: &Settlement,
+    ) -> outbox_sqlx::Result<Settled> {
+        let started = Instant::now();
+        let settled = self.inner.settle(token, settlement).await?;
+        self.settles.lock().unwrap().push(started.elapsed());
+        Ok(settled)
+    }
+}
+
+/// Where the time from commit to acknowledgement went, stage by stage (p50 and p99 of each,
+/// in milliseconds).
+#[derive(Debug, Default)]
+pub(crate) struct Stages {
+    /// Commit → the start of the claim that took the message.
+    pub(crate) wait: (f64, f64),
+    /// That claim's round trip.
+    pub(crate) claim: (f64, f64),
+    /// The claim's return → the message handed to the publisher.
+    pub(crate) to_publish: (f64, f64),
+    /// Handed to the publisher → acknowledged.
+    pub(crate) publish: (f64, f64),
+    /// Every settlement's round trip (it delays the next claim of its loop).
+    pub(crate) settle: (f64, f64),
+    /// Claims made, and how many of them found nothing.
+    pub(crate) claims: usize,
+    pub(crate) empty_claims: usize,
+}
+
+impl std::fmt::Display for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pair = |(p50, p99): (f64, f64)| format!("{p50:.2}/{p99:.2}");
+        write!(
+            f,
+            "stages p50/p99 ms: wait for a claim {}, claim {}, claim -> publish {}, publish -> \
+             ack {}, settle {}; {} claims, {} empty",
+            pair(self.wait),
+            pair(self.claim),
+            pair(self.to_publish),
+            pair(self.publish),
+            pair(self.settle),
+            self.claims,
+            self.empty_claims
+        )
+    }
+}
+
+/// The stages of every committed message, from the relay's recorders.
+fn stages<S, P>(
+    committed: &HashMap<Uuid, SystemTime>,
+    store: &Staged<S>,
+    timed: &Timed<P>,
+) -> Result<Stages, BoxError> {
+    let claimed = store.claimed.lock().unwrap();
+    let sent = timed.sent.lock().unwrap();
+    let acked = timed.acked.lock().unwrap();
+    let gap = |from: SystemTime, to: SystemTime| to.duration_since(from).unwrap_or_default();
+    let (mut wait, mut claim, mut to_publish, mut publish) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, at) in committed {
+        let missing = || format!("message {id} has no record of its claim, publish or ack");
+        let (claim_started, claim_ended) = *claimed.get(id).ok_or_else(missing)?;
+        let sent_at = *sent.get(id).ok_or_else(missing)?;
+        let acked_at = *acked.get(id).ok_or_else(missing)?;
+        wait.push(gap(*at, claim_started));
+        claim.push(gap(claim_started, claim_ended));
+        to_publish.push(gap(claim_ended, sent_at));
+        publish.push(gap(sent_at, acked_at));
+    }
+    let claims = store.claims.lock().unwrap();
+    let settles = store.settles.lock().unwrap().clone();
+    Ok(Stages {
+        wait: p50_p99(wait),
+        claim: p50_p99(claim),
+        to_publish: p50_p99(to_publish),
+        publish: p50_p99(publish),
+        settle: p50_p99(settles),
+        claims: claims.len(),
+        empty_claims: claims.iter().filter(|(_, n)| *n == 0).count(),
+    })
+}
+
+/// p50 and p99 of `samples`, in milliseconds.
+fn p50_p99(mut samples: Vec<Duration>) -> (f64, f64) {
+    if samples.is_empty() {
+        return (0.0, 0.0);
+    }
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    (
+        ms(percentile(&samples, 0.5)),
+        ms(percentile(&samples, 0.99)),
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -110,17 +272,19 @@ async fn offer<DB: Backend>(
     Ok(committed)
 }
 
-/// p50 and p99 in milliseconds at `rate` messages per second for `seconds`, relay in-process.
+/// p50 and p99 in milliseconds at `rate` messages per second for `seconds`, relay in-process,
+/// and where the time went.
 pub(crate) async fn in_process<DB: Backend>(
     pool: &Pool<DB>,
     nats_url: &str,
     rate: u64,
     seconds: u64,
-) -> Result<(f64, f64), BoxError> {
+) -> Result<(f64, f64, Stages), BoxError> {
     let table = Table::create(pool, "latency").await?;
     let (js, stream) = crate::fixtures::nats_stream(nats_url, "latency").await?;
     let timed = Timed::new(NatsPublisher::new(js.clone()).subject_prefix(stream.clone()));
-    let relay = Relay::builder(table.outbox.store(pool.clone()), Arc::clone(&timed))
+    let staged = Staged::new(table.outbox.store(pool.clone()));
+    let relay = Relay::builder(Arc::clone(&staged), Arc::clone(&timed))
         .batch_size(500)
         .poll_interval(Duration::from_millis(100))
         .build()?;
@@ -143,7 +307,8 @@ pub(crate) async fn in_process<DB: Backend>(
     running.await??;
     js.delete_stream(&stream).await?;
     table.drop_table(pool).await?;
-    percentiles(&committed, &timed.acked())
+    let (p50, p99) = percentiles(&committed, &timed.acked())?;
+    Ok((p50, p99, stages(&committed, &staged, &timed)?))
 }
 
 /// How a sidecar relay learns that there is work.

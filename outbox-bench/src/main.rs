@@ -7,10 +7,11 @@
 //! `postgres://postgres@127.0.0.1:5432/test`), `MYSQL_URL` (default
 //! `mysql://root@127.0.0.1:3306/test`) and `NATS_URL` (default `127.0.0.1:4222`); SQLite runs
 //! on a fresh file in the temp directory. Single scenarios: `drain [--rows N] [--batch B]
-//! [--relays R] [--concurrency C] [--keys one|skewed|N] [--gauges-ms MS] [--publisher nats] [--db ...]`,
-//! `latency [--seconds S] [--rate R] [--db ...]`, `keepup [--seconds S] [--db ...]`,
-//! `crash [--rounds N] [--db ...]`, `enqueue [--rounds R] [--txs N] [--db ...]`, and on
-//! PostgreSQL only `profile`, `latency --sidecar notify|poll` and `notify`.
+//! [--relays R] [--concurrency C] [--keys one|skewed|N] [--gauges-ms MS]
+//! [--publisher nats | --call] [--db ...]`, `latency [--seconds S] [--rate R] [--db ...]`,
+//! `keepup [--seconds S] [--db ...]`, `crash [--rounds N] [--db ...]`,
+//! `enqueue [--rounds R] [--txs N] [--messages M] [--db ...]`, and on PostgreSQL only
+//! `profile`, `latency --sidecar notify|poll` and `notify`.
 
 mod adapters;
 mod backend;
@@ -232,15 +233,16 @@ fn crash_child_args<DB: Backend>(url: &str) -> Vec<String> {
 async fn enqueue_command<DB: Backend>(args: &[String], pool: &Pool<DB>) -> Result<(), BoxError> {
     let rounds = flag(args, "--rounds", 3)?;
     let txs = flag(args, "--txs", 4_000)?;
-    let (ratio, per_tx) = enqueue::overhead(pool, rounds, txs, |o| o).await?;
+    let messages = flag(args, "--messages", 1)?;
+    let (ratio, per_tx) = enqueue::overhead(pool, rounds, txs, messages, |o| o).await?;
     println!(
-        "enqueue overhead over {rounds} interleaved rounds of {txs} transactions: {ratio:.3}x \
-         the hand-written INSERT, {:.0} us per transaction",
+        "enqueue overhead over {rounds} interleaved rounds of {txs} transactions of \
+         {messages} message(s): {ratio:.3}x the hand-written INSERT, {:.0} us per transaction",
         per_tx.as_secs_f64() * 1e6
     );
     if DB::without_key_locks(Outbox::new()).is_some() {
         let unlocked = |o: Outbox<DB>| DB::without_key_locks(o.clone()).unwrap_or(o);
-        let (ratio, per_tx) = enqueue::overhead(pool, rounds, txs, unlocked).await?;
+        let (ratio, per_tx) = enqueue::overhead(pool, rounds, txs, messages, unlocked).await?;
         println!(
             "without key locks: {ratio:.3}x the hand-written INSERT, {:.0} us per transaction",
             per_tx.as_secs_f64() * 1e6
@@ -349,6 +351,8 @@ async fn drain_command<DB: Backend>(
         let rate = drain::relay(pool, &table, keys, spec, publisher).await;
         js.delete_stream(&stream).await?;
         rate?
+    } else if args.iter().any(|a| a == "--call") {
+        drain::call(pool, &table, keys, spec).await?
     } else {
         drain::relay_null(pool, &table, keys, spec).await?
     };
@@ -373,10 +377,10 @@ async fn latency_command<DB: Backend>(
 ) -> Result<(), BoxError> {
     let seconds = flag(args, "--seconds", 10)? as u64;
     let rate = flag(args, "--rate", 1_000)? as u64;
-    let (p50, p99) = latency::in_process(pool, nats, rate, seconds).await?;
+    let (p50, p99, stages) = latency::in_process(pool, nats, rate, seconds).await?;
     println!(
         "{}: e2e commit -> JetStream ack at {rate} msg/s (relay in-process): p50 {p50:.2} ms, \
-         p99 {p99:.2} ms",
+         p99 {p99:.2} ms\n  {stages}",
         DB::DB_NAME
     );
     Ok(())
@@ -541,13 +545,18 @@ async fn common_suite<DB: Backend>(
 
     progress("enqueue overhead (8 producers, library vs hand-written INSERT)");
     let rounds = plan.rounds.max(2);
-    let (ratio, per_tx) = enqueue::overhead(pool, rounds, plan.enqueue_txs, |o| o).await?;
+    let (ratio, per_tx) = enqueue::overhead(pool, rounds, plan.enqueue_txs, 1, |o| o).await?;
     summary.ratio("enqueue_overhead_ratio", ratio, "<= 1.05");
     summary.value("enqueue_tx_us", per_tx.as_secs_f64() * 1e6);
+    progress("enqueue_all of 10 keyed messages vs a hand-written 10-row INSERT (8 producers)");
+    let (ratio, per_tx) =
+        enqueue::overhead(pool, rounds.max(5), plan.enqueue_txs, 10, |o| o).await?;
+    summary.ratio("enqueue_all_overhead_ratio", ratio, "<= 1.05");
+    summary.value("enqueue_all_tx_us", per_tx.as_secs_f64() * 1e6);
     if DB::without_key_locks(Outbox::new()).is_some() {
         progress("enqueue overhead without key locks (an option on MySQL)");
         let unlocked = |o: Outbox<DB>| DB::without_key_locks(o.clone()).unwrap_or(o);
-        let (ratio, _) = enqueue::overhead(pool, rounds, plan.enqueue_txs, unlocked).await?;
+        let (ratio, _) = enqueue::overhead(pool, rounds, plan.enqueue_txs, 1, unlocked).await?;
         summary.ratio("enqueue_unlocked_overhead_ratio", ratio, "<= 1.05");
     }
     progress("enqueue overhead through diesel (8 threads, outbox_diesel::enqueue vs hand-written)");
@@ -574,6 +583,17 @@ async fn common_suite<DB: Backend>(
     summary.ratio("drain_vs_floor_ratio", median(ratios), ">= 0.5");
     summary.value("drain_rows_per_s", relay_rate);
     summary.value("floor_rows_per_s", median(floors));
+
+    progress("drain: the drain() call vs run() on the same backlog, interleaved");
+    let mut calls = Vec::new();
+    for round in 0..plan.rounds {
+        progress(&format!("  round {}", round + 1));
+        let uniform = Keys::Uniform(1_000);
+        let run = drain::relay_null(pool, &table, uniform, spec).await?;
+        let call = drain::call(pool, &table, uniform, spec).await?;
+        calls.push(call / run);
+    }
+    summary.ratio("drain_call_vs_run_ratio", median(calls), ">= 0.9");
 
     progress("drain: gauges refreshed every second vs none, interleaved");
     let gauged = DrainSpec {
@@ -635,9 +655,20 @@ async fn common_suite<DB: Backend>(
     table.drop_table(pool).await?;
 
     progress("end-to-end latency to NATS JetStream, relay in-process, 1,000 msg/s");
-    let (p50, p99) = latency::in_process(pool, nats, 1_000, plan.latency_seconds).await?;
+    let (p50, p99, stages) = latency::in_process(pool, nats, 1_000, plan.latency_seconds).await?;
+    progress(&format!("  {stages}"));
     summary.ratio("e2e_p50_ms", p50, "< 2");
     summary.ratio("e2e_p99_ms", p99, "< 5");
+    for (stage, (p50, p99)) in [
+        ("wait", stages.wait),
+        ("claim", stages.claim),
+        ("to_publish", stages.to_publish),
+        ("publish", stages.publish),
+        ("settle", stages.settle),
+    ] {
+        summary.value(&format!("e2e_stage_{stage}_p50_ms"), p50);
+        summary.value(&format!("e2e_stage_{stage}_p99_ms"), p99);
+    }
 
     progress("crash recovery: a relay SIGKILLed mid-batch, its keys published by another");
     let samples = crash::run(pool, &crash_child_args::<DB>(url), plan.crash_rounds).await?;

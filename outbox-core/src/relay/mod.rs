@@ -11,6 +11,7 @@ mod rounds;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -70,6 +71,17 @@ impl<S, P> Clone for Relay<S, P> {
             inner: Arc::clone(&self.inner),
         }
     }
+}
+
+/// What the loops of one [`Relay::drain`] share.
+#[derive(Debug, Default)]
+struct DrainState {
+    /// Loops with a batch in flight.
+    busy: AtomicUsize,
+    /// Told whenever a loop's batch ends.
+    batch_ended: Notify,
+    /// Cancelled by the first loop that fails, so the others give their batches back.
+    stop: CancellationToken,
 }
 
 #[derive(Debug)]
@@ -203,18 +215,72 @@ impl<S: Store, P: Publisher> Relay<S, P> {
         }
     }
 
-    /// Publishes everything that is ready now, one batch at a time, and returns the number of
-    /// messages published. Messages waiting for a retry are left for later.
+    /// Publishes everything that is ready now and returns the number of messages published.
+    /// Messages waiting for a retry are left for later.
+    ///
+    /// Runs the relay's [`concurrency`](RelayBuilder::concurrency) claim → publish → settle
+    /// loops at once, as [`run`](Relay::run) does, and returns when a claim finds nothing
+    /// while no other loop has a batch in flight (a batch in flight may give rows back).
     ///
     /// # Errors
     ///
     /// A store error, [`Error::BrokerUnavailable`] when the broker is unavailable (nothing is
-    /// lost: the messages stay in the outbox), or [`Error::PublisherContract`].
+    /// lost: the messages stay in the outbox), or [`Error::PublisherContract`]. The first
+    /// error stops every loop: batches in flight give back what they have not published yet.
     pub async fn drain(&self) -> Result<u64> {
-        let never = CancellationToken::new();
+        let state = Arc::new(DrainState::default());
+        let mut loops = JoinSet::new();
+        for _ in 0..self.inner.config.concurrency {
+            let (relay, state) = (self.clone(), Arc::clone(&state));
+            loops.spawn(async move {
+                let result = relay.drain_loop(&state).await;
+                if result.is_err() {
+                    state.stop.cancel();
+                }
+                result
+            });
+        }
+        let mut published = 0;
+        let mut first_error = None;
+        while let Some(joined) = loops.join_next().await {
+            match joined {
+                Ok(Ok(n)) => published += n,
+                Ok(Err(err)) => {
+                    first_error.get_or_insert(err);
+                }
+                Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                Err(_) => {}
+            }
+        }
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(published),
+        }
+    }
+
+    /// One loop of [`drain`](Relay::drain): claims until a claim finds nothing and no other
+    /// loop is busy. A claim that finds nothing while another loop is busy waits for a batch
+    /// to end and claims again, since that batch may give rows back or free keys it held; the
+    /// end of a claim that found nothing wakes nobody (two idle loops would otherwise wake each
+    /// other for ever), except the last loop's, which lets the waiting ones finish too.
+    async fn drain_loop(&self, state: &DrainState) -> Result<u64> {
         let mut published = 0;
         loop {
-            let report = self.process_batch(&never).await?;
+            if state.stop.is_cancelled() {
+                return Ok(published);
+            }
+            // Registered before the claim, so a batch that ends during it is not missed.
+            let ended = state.batch_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            state.busy.fetch_add(1, Ordering::SeqCst);
+            let result = self.process_batch(&state.stop).await;
+            let others_busy = state.busy.fetch_sub(1, Ordering::SeqCst) - 1;
+            let claimed = result.as_ref().map_or(0, |report| report.claimed);
+            if claimed > 0 || others_busy == 0 {
+                state.batch_ended.notify_waiters();
+            }
+            let report = result?;
             published += report.published;
             if report.broker_unavailable {
                 return Err(Error::BrokerUnavailable {
@@ -224,7 +290,13 @@ impl<S: Store, P: Publisher> Relay<S, P> {
                 });
             }
             if report.claimed == 0 {
-                return Ok(published);
+                if others_busy == 0 {
+                    return Ok(published);
+                }
+                tokio::select! {
+                    () = &mut ended => {}
+                    () = state.stop.cancelled() => return Ok(published),
+                }
             }
         }
     }
