@@ -73,21 +73,26 @@ fn assert_once_in_order(acked: &[(String, u64)], keys: usize, per_key: u64) {
     }
 }
 
+/// Drains `store` to `broker` with `batch` rows a claim and `concurrency` loops; fails if the
+/// drain does not return.
+async fn drain(store: &MemoryStore, broker: &Slow, batch: usize, concurrency: usize) -> u64 {
+    let relay = Relay::builder(store.clone(), broker.clone())
+        .batch_size(batch)
+        .concurrency(concurrency)
+        .build()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), relay.drain())
+        .await
+        .expect("drain returns once the outbox is empty")
+        .unwrap()
+}
+
 #[tokio::test]
 async fn drain_publishes_with_the_configured_concurrency() {
     let store = MemoryStore::new();
     store.enqueue_committed(keyed(16, 5));
     let broker = Slow::new(Duration::from_millis(20));
-    let relay = Relay::builder(store, broker.clone())
-        .batch_size(4)
-        .concurrency(4)
-        .build()
-        .unwrap();
-
-    let published = tokio::time::timeout(Duration::from_secs(30), relay.drain())
-        .await
-        .expect("drain returns once the outbox is empty")
-        .unwrap();
+    let published = drain(&store, &broker, 4, 4).await;
 
     assert_eq!(published, 80);
     assert_once_in_order(&broker.acked(), 16, 5);
@@ -107,21 +112,12 @@ async fn drain_of_one_hot_key_waits_for_the_busy_loop_and_finishes() {
     let store = MemoryStore::new();
     store.enqueue_committed(keyed(1, 30));
     let broker = Slow::new(Duration::from_millis(5));
-    let relay = Relay::builder(store.clone(), broker.clone())
-        .batch_size(3)
-        .concurrency(4)
-        .build()
-        .unwrap();
-
-    let published = tokio::time::timeout(Duration::from_secs(30), relay.drain())
-        .await
-        .expect("drain returns once the outbox is empty")
-        .unwrap();
+    let published = drain(&store, &broker, 3, 4).await;
 
     assert_eq!(published, 30);
     assert_once_in_order(&broker.acked(), 1, 30);
     assert_eq!(
-        relay.drain().await.unwrap(),
+        drain(&store, &broker, 3, 4).await,
         0,
         "nothing is left for a second drain"
     );
@@ -132,13 +128,7 @@ async fn drain_with_concurrency_one_runs_one_batch_at_a_time() {
     let store = MemoryStore::new();
     store.enqueue_committed(keyed(8, 3));
     let broker = Slow::new(Duration::from_millis(2));
-    let relay = Relay::builder(store, broker.clone())
-        .batch_size(2)
-        .concurrency(1)
-        .build()
-        .unwrap();
-
-    assert_eq!(relay.drain().await.unwrap(), 24);
+    assert_eq!(drain(&store, &broker, 2, 1).await, 24);
     assert_eq!(broker.most_in_flight.load(Ordering::SeqCst), 1);
     assert_once_in_order(&broker.acked(), 8, 3);
 }
