@@ -110,7 +110,8 @@ pub(super) fn claims_sql(
     // keys are dropped after it, so a hot key in flight costs one window, not its backlog.
     // Among the remaining candidates, the only rows of a key that can sit older than a
     // candidate without being one are delayed rows: one probe per key on an index that holds
-    // only those.
+    // only those, and none at all while no row anywhere is delayed (one probe of the same index
+    // gates them: a batch of 500 rows on 500 keys spent a fifth of its claim on empty probes).
     let claim = format!(
         "WITH expired AS (
     DELETE FROM {c} WHERE lease_until <= now()
@@ -139,6 +140,8 @@ pub(super) fn claims_sql(
           AND o.available_at > o.created_at AND o.available_at > now() AND o.id <= k.last
         ORDER BY o.id LIMIT 1
     ) w
+    WHERE EXISTS (SELECT 1 FROM {t} d WHERE d.state = {live} AND d.available_at > d.created_at
+                  AND d.available_at > now())
 ), picked AS (
     SELECT c.* FROM cand c LEFT JOIN gaps g ON g.partition_key = c.partition_key
     WHERE (g.gap IS NULL OR c.id < g.gap)
