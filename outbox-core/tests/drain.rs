@@ -73,14 +73,22 @@ fn assert_once_in_order(acked: &[(String, u64)], keys: usize, per_key: u64) {
     }
 }
 
-/// Drains `store` to `broker` with `batch` rows a claim and `concurrency` loops; fails if the
-/// drain does not return.
-async fn drain(store: &MemoryStore, broker: &Slow, batch: usize, concurrency: usize) -> u64 {
-    let relay = Relay::builder(store.clone(), broker.clone())
+/// A relay over `store` and `broker` with `batch` rows a claim and `concurrency` loops.
+fn relay(
+    store: &MemoryStore,
+    broker: &Slow,
+    batch: usize,
+    concurrency: usize,
+) -> Relay<MemoryStore, Slow> {
+    Relay::builder(store.clone(), broker.clone())
         .batch_size(batch)
         .concurrency(concurrency)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `relay.drain()`; fails if it does not return.
+async fn drain(relay: &Relay<MemoryStore, Slow>) -> u64 {
     tokio::time::timeout(Duration::from_secs(30), relay.drain())
         .await
         .expect("drain returns once the outbox is empty")
@@ -92,7 +100,7 @@ async fn drain_publishes_with_the_configured_concurrency() {
     let store = MemoryStore::new();
     store.enqueue_committed(keyed(16, 5));
     let broker = Slow::new(Duration::from_millis(20));
-    let published = drain(&store, &broker, 4, 4).await;
+    let published = drain(&relay(&store, &broker, 4, 4)).await;
 
     assert_eq!(published, 80);
     assert_once_in_order(&broker.acked(), 16, 5);
@@ -112,15 +120,12 @@ async fn drain_of_one_hot_key_waits_for_the_busy_loop_and_finishes() {
     let store = MemoryStore::new();
     store.enqueue_committed(keyed(1, 30));
     let broker = Slow::new(Duration::from_millis(5));
-    let published = drain(&store, &broker, 3, 4).await;
+    let relay = relay(&store, &broker, 3, 4);
+    let published = drain(&relay).await;
 
     assert_eq!(published, 30);
     assert_once_in_order(&broker.acked(), 1, 30);
-    assert_eq!(
-        drain(&store, &broker, 3, 4).await,
-        0,
-        "nothing is left for a second drain"
-    );
+    assert_eq!(drain(&relay).await, 0, "nothing is left for a second drain");
 }
 
 #[tokio::test]
@@ -128,7 +133,7 @@ async fn drain_with_concurrency_one_runs_one_batch_at_a_time() {
     let store = MemoryStore::new();
     store.enqueue_committed(keyed(8, 3));
     let broker = Slow::new(Duration::from_millis(2));
-    assert_eq!(drain(&store, &broker, 2, 1).await, 24);
+    assert_eq!(drain(&relay(&store, &broker, 2, 1)).await, 24);
     assert_eq!(broker.most_in_flight.load(Ordering::SeqCst), 1);
     assert_once_in_order(&broker.acked(), 8, 3);
 }

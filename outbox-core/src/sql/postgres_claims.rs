@@ -44,15 +44,11 @@ pub struct ClaimsSql {
     pub leased: String,
 }
 
-/// Why the relay's own statements commit without waiting for the WAL flush, in the claim
-/// function's words.
-const RELAXED_COMMIT_WHY: &str = "The claim and the settle commit without waiting for the WAL flush: a database \
-crash can forget the last few hundred milliseconds of them, which publishes those rows again \
-(at-least-once); each row is still first published in its key's order.";
-
-/// A one-row `FROM` item that makes the statement's transaction commit without waiting for the
-/// WAL flush (see [`RELAXED_COMMIT_WHY`]); producers' transactions are untouched.
-const RELAXED_COMMIT: &str = "(SELECT set_config('synchronous_commit', 'off', true)) AS relaxed";
+/// Makes the calling statement's transaction commit without waiting for the WAL flush; used by
+/// the claim and the settle only, never by producers. A database crash can then forget the last
+/// few hundred milliseconds of claims and settles, which publishes those rows again
+/// (at-least-once); each row is still first published in its key's order (ARCHITECTURE.md).
+const RELAXED_COMMIT: &str = "set_config('synchronous_commit', 'off', true)";
 
 fn failed_update(t: &str, from: &str, claimed: &str) -> String {
     let dead = state::DEAD;
@@ -167,7 +163,7 @@ SELECT * FROM picked"
 )
 SELECT (SELECT count(*) FROM acked) AS published, (SELECT count(*) FROM failed) AS failed,
        (SELECT count(*) FROM unnest($7::bigint[]) r WHERE r IN {claimed}) AS released
-FROM {RELAXED_COMMIT}",
+FROM (SELECT {RELAXED_COMMIT}) AS relaxed",
             acked = acked(&t, keep, "$2::bigint[]", claimed),
             failed = failed_update(
                 &t,
@@ -202,12 +198,12 @@ BEGIN
     -- Claims of one table run one at a time; the query below takes its snapshot after the
     -- lock, so it sees every claim committed before this one.
     PERFORM pg_advisory_xact_lock(hashtextextended('{table}/claims', 0));
-    -- {relaxed}
-    PERFORM set_config('synchronous_commit', 'off', true);
+    -- This claim commits without waiting for the WAL flush: a database crash can forget it,
+    -- which only publishes its rows again (at-least-once).
+    PERFORM {RELAXED_COMMIT};
     RETURN QUERY {body};
 END
 $claim$",
-            relaxed = RELAXED_COMMIT_WHY,
             body = claim
                 .replace("$1", "p_limit")
                 .replace("$2", "p_lease")
