@@ -430,9 +430,9 @@ async fn postgres(
                 .preload(pool, flag(args, "--rows", 100_000)?, Keys::Uniform(1_000))
                 .await?;
             let rate =
-                profile::claims_and_acks(pool, &table.outbox, flag(args, "--batch", 500)?).await?;
+                profile::claims_and_settles(pool, &table.outbox, flag(args, "--batch", 500)?).await?;
             table.drop_table(pool).await?;
-            println!("claim + ack loop: {rate:.0} rows/s");
+            println!("claim + settle loop: {rate:.0} rows/s");
             Ok(())
         }
         Some("latency") => {
