@@ -108,6 +108,8 @@ pub(super) fn claims_sql(
     // candidate without being one are delayed rows: one probe per key on an index that holds
     // only those, and none at all while no row anywhere is delayed (one probe of the same index
     // gates them: a batch of 500 rows on 500 keys spent a fifth of its claim on empty probes).
+    // A claim records its keys as they come, repeats and all: `held` reads them as a set, and
+    // sorting them for `DISTINCT` (in the database's collation) cost a tenth of the claim.
     let claim = format!(
         "WITH expired AS (
     DELETE FROM {c} WHERE lease_until <= now()
@@ -145,8 +147,7 @@ pub(super) fn claims_sql(
 ), recorded AS (
     INSERT INTO {c} (token, lease_until, ids, keys)
     SELECT $3, now() + $2 * interval '1 microsecond', array_agg(id),
-           coalesce(array_agg(DISTINCT partition_key)
-                    FILTER (WHERE partition_key IS NOT NULL), '{{}}')
+           coalesce(array_agg(partition_key) FILTER (WHERE partition_key IS NOT NULL), '{{}}')
     FROM picked
     HAVING count(*) > 0
 )
