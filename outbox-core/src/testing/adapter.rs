@@ -67,11 +67,17 @@ pub trait SqlBackend: Backend + Sized {
 }
 
 /// A unique table name that records when it was made, so that tests can drop old ones.
+///
+/// The process id and a count within the process keep apart, by construction, the names of
+/// tests that run at once (each test is a process of its own under nextest) and of several
+/// tables in one test.
 pub fn fresh_table() -> String {
+    static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    format!("outbox_t_{secs}_{:08x}", fastrand::u32(..))
+    let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("outbox_t_{secs}_{:x}_{made}", std::process::id())
 }
 
 /// A new SQLite database file for one test, in the directory `dir` of the system's temporary
