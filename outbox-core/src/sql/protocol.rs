@@ -391,10 +391,11 @@ pub async fn enqueue<E: Executor>(
                     .map(|m| crate::trace::headers_json(m, trace))
                     .collect();
                 let lock = slots.take();
+                let rows = s.insert_rows(chunk.len());
                 let sql = lock
                     .as_ref()
-                    .and_then(|_| s.insert_many_locked(chunk.len()))
-                    .unwrap_or_else(|| s.insert_many(chunk.len()));
+                    .and_then(|_| s.insert_many_locked(rows))
+                    .unwrap_or_else(|| s.insert_many(rows));
                 let mut query = Query::statement(&sql);
                 for ((m, id), headers) in chunk.iter().zip(&ids).zip(&headers) {
                     query = query
@@ -405,6 +406,17 @@ pub async fn enqueue<E: Executor>(
                         .bind(Param::Bytes(m.payload()))
                         .bind(Param::Text(Some(headers)))
                         .bind(Param::I64(micros(m.delay())));
+                }
+                // Padding rows (MySQL): a NULL message id, which the statement skips.
+                for _ in chunk.len()..rows {
+                    query = query
+                        .bind(Param::Text(None))
+                        .bind(Param::Text(None))
+                        .bind(Param::Text(None))
+                        .bind(Param::Text(None))
+                        .bind(Param::Bytes(&[]))
+                        .bind(Param::Text(None))
+                        .bind(Param::I64(0));
                 }
                 if let Some(slots) = &lock {
                     query = query.bind(Param::Text(Some(slots)));
@@ -1079,6 +1091,36 @@ async fn settle_claim<E: Executor>(
 mod tests {
     use super::*;
     use crate::sql::TableName;
+
+    #[test]
+    fn mysql_batch_sizes_share_a_few_insert_statements() {
+        let s = Statements::new(Dialect::MySql, TableName::new("outbox").unwrap());
+        let max = rows_per_statement(Dialect::MySql);
+        let sizes: std::collections::BTreeSet<usize> =
+            (1..=max).map(|n| s.insert_rows(n)).collect();
+        assert_eq!(
+            sizes.iter().copied().collect::<Vec<_>>(),
+            [
+                1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8000
+            ]
+        );
+        for n in 1..=max {
+            let rows = s.insert_rows(n);
+            assert!(rows >= n && rows <= max, "{n} messages in {rows} rows");
+        }
+        // Padded statements skip rows without a message id, locked or not.
+        let padded = s.insert_many(16);
+        assert!(padded.contains("WHERE v.m IS NOT NULL"), "{padded}");
+        assert_eq!(padded.matches('?').count(), 16 * 7);
+        let locked = s.insert_many_locked(16).unwrap();
+        assert!(locked.contains("AND v.m IS NOT NULL"), "{locked}");
+        assert_eq!(locked.matches('?').count(), 16 * 7 + 1);
+        // Up to 8 rows, the plain multi-row insert.
+        assert!(s.insert_many(8).contains(" VALUES "));
+        // SQLite binds exactly its rows.
+        let sqlite = Statements::new(Dialect::Sqlite, TableName::new("outbox").unwrap());
+        assert_eq!(sqlite.insert_rows(13), 13);
+    }
 
     #[test]
     fn only_row_lease_settlements_of_several_statements_begin_a_transaction() {

@@ -760,6 +760,36 @@ pub async fn enqueue_all_writes_in_order<B: SqlBackend>(backend: Shared<B>) {
     assert_eq!(claimed, ids, "[{name}] claim order");
 }
 
+/// Every batch size up to 40, keyed (the insert that locks its keys first on MySQL) and not,
+/// writes exactly its messages, in order: where the statement is padded to a size shared by
+/// several batch sizes, no padding row is written.
+pub async fn every_batch_size_writes_exactly_its_messages<B: SqlBackend>(backend: Shared<B>) {
+    let name = backend.name();
+    let store = backend.store();
+    for n in 1..=40 {
+        for with_keys in [true, false] {
+            let messages: Vec<Message> = (0..n)
+                .map(|i| match with_keys {
+                    true => keyed(i, &format!("k{}", i % 3)),
+                    false => Message::json("e", &serde_json::json!({ "n": i })).unwrap(),
+                })
+                .collect();
+            let ids: Vec<_> = messages.iter().map(Message::id).collect();
+            commit_messages(&*backend, messages).await.unwrap();
+            let claim = store.claim(100, LEASE).await.unwrap();
+            let claimed: Vec<_> = claim.messages.iter().map(|m| m.id).collect();
+            assert_eq!(claimed, ids, "[{name}] {n} messages, keyed: {with_keys}");
+            let seqs: Vec<i64> = claim.messages.iter().map(|m| m.seq).collect();
+            store.ack(claim.token, &seqs).await.unwrap();
+        }
+    }
+    assert_eq!(
+        store.stats().await.unwrap().unpublished(),
+        0,
+        "[{name}] nothing left over"
+    );
+}
+
 /// One more row than a statement carries, through every path that splits rows over
 /// statements: enqueue, claim, release, a settle that fails every row, and ack.
 pub async fn batches_cross_every_statement_boundary<B: SqlBackend>(backend: Shared<B>) {
@@ -1064,6 +1094,7 @@ macro_rules! adapter_suite {
             kept_published_rows_are_purged_after_the_retention_window,
             kept_published_rows_are_replayed_as_new_copies,
             enqueue_all_writes_in_order,
+            every_batch_size_writes_exactly_its_messages,
             batches_cross_every_statement_boundary,
             more_busy_keys_than_placeholders_still_claim,
             busy_keys_on_each_side_of_every_list_length,
