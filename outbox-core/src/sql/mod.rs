@@ -256,47 +256,41 @@ impl Statements {
         )
     }
 
-    /// `rows` rows of seven parameters as a derived table `m, e, k, a, p, h, d, ord` (MySQL).
-    fn select_rows(rows: usize) -> String {
-        let mut sql = String::new();
+    /// As [`insert_many`](Statements::insert_many) for `rows` rows
+    /// ([`locked_insert_rows`](Statements::locked_insert_rows)), after locking the slots of a
+    /// JSON array parameter bound last, sorted ([`KeyLockSql::slot`] of every distinct key), so
+    /// that all of them are held before any id is drawn (MySQL). The rows keep their order, and
+    /// padding rows are skipped. The join order and the primary key are forced: a plan that
+    /// scans the lock table instead locks every row it reads (a chaos run caught one batch
+    /// holding 2,295 slots).
+    pub fn insert_many_locked(&self, rows: usize) -> Option<String> {
+        let locks = self.enabled_key_locks()?;
+        let now = self.now();
+        let mut derived = String::new();
         for i in 0..rows {
             if i == 0 {
                 // The payload is cast so that a driver sending bytes as a string in the
                 // connection's character set (mysql_async) keeps every byte: a derived
                 // table's string column would convert them.
-                sql.push_str(
+                derived.push_str(
                     "SELECT ? AS m, ? AS e, ? AS k, ? AS a, CAST(? AS BINARY) AS p, ? AS h, \
                      ? AS d, 0 AS ord",
                 );
             } else {
-                sql.push_str(&format!(
+                derived.push_str(&format!(
                     " UNION ALL SELECT ?, ?, ?, ?, CAST(? AS BINARY), ?, ?, {i}"
                 ));
             }
         }
-        sql
-    }
-
-    /// As [`insert_many`](Statements::insert_many) for `rows` rows
-    /// ([`locked_insert_rows`](Statements::locked_insert_rows)), after locking the slots of a
-    /// JSON array parameter bound last, sorted ([`KeyLockSql::slot`] of every distinct key), so
-    /// that all of them are held before any id is drawn (MySQL). The rows keep their order, and
-    /// padding rows are skipped. The join order and the primary key are forced: a plan that scans the
-    /// lock table instead locks every row it reads (a chaos run caught one batch holding 2,295
-    /// slots).
-    pub fn insert_many_locked(&self, rows: usize) -> Option<String> {
-        let locks = self.enabled_key_locks()?;
-        let now = self.now();
         Some(format!(
             "{insert}
 SELECT v.m, v.e, v.k, v.a, v.p, v.h, {now}, TIMESTAMPADD(MICROSECOND, v.d, {now})
-FROM ({rows}) AS v
+FROM ({derived}) AS v
 WHERE (SELECT COUNT(*) FROM JSON_TABLE(?, '$[*]' COLUMNS (s INT PATH '$')) AS j
        STRAIGHT_JOIN {locks} l FORCE INDEX (PRIMARY) ON l.slot = j.s FOR UPDATE) >= 0
   AND v.m IS NOT NULL
 ORDER BY v.ord",
             insert = self.insert_into(),
-            rows = Self::select_rows(rows),
             locks = locks.table
         ))
     }
